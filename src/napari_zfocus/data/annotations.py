@@ -1,0 +1,315 @@
+"""The dataset interchange format: a folder of stacks plus ``annotations.csv``.
+
+``annotations.csv`` has the columns ``stack,focus_index,z_step_um,pixel_size_um``:
+``stack`` is a path relative to the folder, ``focus_index`` the 0-based in-focus slice.
+Other columns are allowed and kept, in their order, when the file is written back.
+
+Reading validates every row and reports all problems at once (by line number), because
+fixing a 400-row spreadsheet one error per run is miserable.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from napari_zfocus._atomic import atomic_open
+from napari_zfocus.errors import DatasetError, StackError, describe
+
+from .stack import ZStack, read_stack
+
+#: Required columns of ``annotations.csv``, in the order they are written.
+ANNOTATION_COLUMNS: tuple[str, ...] = ("stack", "focus_index", "z_step_um", "pixel_size_um")
+
+#: File name of the annotation table inside a dataset folder.
+ANNOTATIONS_FILE = "annotations.csv"
+
+
+@dataclass
+class Annotation:
+    """One annotated stack: where it is, its in-focus slice and its sampling."""
+
+    stack: str
+    focus_index: int
+    z_step_um: float
+    pixel_size_um: float
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def z_um(self, index: int) -> float:
+        """Defocus of slice ``index`` in um (positive: sample above the focal plane)."""
+        return (index - self.focus_index) * self.z_step_um
+
+
+@dataclass
+class Dataset:
+    """A folder of z-stacks with their annotations."""
+
+    root: Path
+    annotations: list[Annotation]
+    #: Column order of the CSV it was read from (required + extra), used when writing.
+    columns: list[str] = field(default_factory=lambda: list(ANNOTATION_COLUMNS))
+
+    @property
+    def csv_path(self) -> Path:
+        """Path of ``annotations.csv``."""
+        return self.root / ANNOTATIONS_FILE
+
+    def stack_path(self, a: Annotation) -> Path:
+        """Absolute path of the stack of annotation ``a``."""
+        return self.root / a.stack
+
+    def open_stack(self, a: Annotation) -> ZStack:
+        """Open the stack of ``a`` lazily, with the annotation's z-step and pixel size."""
+        return read_stack(
+            self.stack_path(a), z_step_um=a.z_step_um, pixel_size_um=a.pixel_size_um
+        )
+
+    def __len__(self) -> int:
+        return len(self.annotations)
+
+    def __iter__(self) -> Iterator[Annotation]:
+        return iter(self.annotations)
+
+
+def read_dataset(folder: str | os.PathLike[str], *, check_stacks: bool = True) -> Dataset:
+    """Read and validate ``folder/annotations.csv``.
+
+    Parameters
+    ----------
+    folder
+        The dataset folder.
+    check_stacks
+        Also open every stack's header: the file exists, is a readable (Z, Y, X) stack
+        and ``focus_index`` is within it. Pixel data are not read.
+
+    Raises
+    ------
+    DatasetError
+        One-line summary; ``.problems`` lists every bad row as
+        ``"annotations.csv line N: ..."``.
+    """
+    root = Path(folder)
+    csv_path = root / ANNOTATIONS_FILE
+    if not root.is_dir():
+        raise DatasetError(describe(root, "not a dataset folder (no such folder)"))
+    if not csv_path.is_file():
+        raise DatasetError(describe(csv_path, "not found; a dataset folder needs annotations.csv"))
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")  # Excel adds a byte-order mark
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(describe(csv_path, f"cannot read ({exc})")) from exc
+
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise DatasetError(describe(csv_path, f"malformed header ({exc})")) from exc
+    columns = [c.strip() for c in header or []]
+    _check_header(csv_path, columns)
+
+    problems: list[str] = []
+    annotations: list[Annotation] = []
+    seen: dict[str, int] = {}
+    line = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(f"{ANNOTATIONS_FILE} line {reader.line_num}: malformed CSV ({exc})")
+            break  # the csv module cannot resynchronise after a broken quote
+        line = reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue  # blank lines are harmless
+        row_problems: list[str] = []
+        annotation = _parse_row(row, columns, row_problems)
+        if annotation is not None:
+            key = os.path.normpath(annotation.stack)
+            if key in seen:
+                row_problems.append(f"duplicate stack {annotation.stack!r} (first on line {seen[key]})")
+                annotation = None
+            else:
+                seen[key] = line
+        if annotation is not None and check_stacks:
+            _check_stack(root, annotation, row_problems)
+        problems.extend(f"{ANNOTATIONS_FILE} line {line}: {p}" for p in row_problems)
+        if annotation is not None and not row_problems:
+            annotations.append(annotation)
+
+    if problems:
+        bad_lines = {p.split(":", 1)[0] for p in problems}
+        first = problems[0].split(" ", 1)[1]
+        raise DatasetError(
+            describe(csv_path, f"{len(bad_lines)} bad row(s), {len(problems)} problem(s); first: {first}"),
+            problems,
+        )
+    return Dataset(root=root, annotations=annotations, columns=columns)
+
+
+def write_annotations(
+    folder: str | os.PathLike[str],
+    annotations: Dataset | Sequence[Annotation],
+    *,
+    columns: Sequence[str] | None = None,
+) -> Path:
+    """Write ``folder/annotations.csv`` atomically and return its path.
+
+    Column order: ``columns`` if given, else the order of the :class:`Dataset` passed,
+    else the required columns followed by the extra columns in first-seen order. Extra
+    columns an annotation lacks are written empty.
+
+    Raises
+    ------
+    DatasetError
+        An annotation is invalid (empty stack path, negative index, bad sizes); nothing
+        is written then.
+    """
+    root = Path(folder)
+    csv_path = root / ANNOTATIONS_FILE
+    if isinstance(annotations, Dataset):
+        columns = columns or annotations.columns
+        annotations = annotations.annotations
+    order = _column_order(annotations, columns)
+    problems = [
+        f"annotation {i} ({a.stack!r}): {p}"
+        for i, a in enumerate(annotations)
+        for p in _annotation_problems(a)
+    ]
+    if problems:
+        raise DatasetError(describe(csv_path, f"refusing to write: {problems[0]}"), problems)
+    with atomic_open(csv_path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(order)
+        for a in annotations:  # rows stream into the temporary file; a failure keeps the old one
+            values = {
+                "stack": PurePosixPath(Path(a.stack).as_posix()).as_posix(),
+                "focus_index": str(int(a.focus_index)),
+                "z_step_um": repr(float(a.z_step_um)),
+                "pixel_size_um": repr(float(a.pixel_size_um)),
+            }
+            writer.writerow(
+                [values[c] if c in values else str(a.extra.get(c, "")) for c in order]
+            )
+    return csv_path
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _check_header(csv_path: Path, columns: list[str]) -> None:
+    if not columns or all(not c for c in columns):
+        raise DatasetError(
+            describe(csv_path, f"empty file; expected a header {','.join(ANNOTATION_COLUMNS)}"),
+            [f"{ANNOTATIONS_FILE} line 1: missing header"],
+        )
+    missing = [c for c in ANNOTATION_COLUMNS if c not in columns]
+    if missing:
+        message = f"missing column(s) {', '.join(missing)} (header: {','.join(columns)})"
+        raise DatasetError(describe(csv_path, message), [f"{ANNOTATIONS_FILE} line 1: {message}"])
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        message = f"duplicate column(s) {', '.join(duplicated)}"
+        raise DatasetError(describe(csv_path, message), [f"{ANNOTATIONS_FILE} line 1: {message}"])
+
+
+def _parse_row(row: list[str], columns: list[str], problems: list[str]) -> Annotation | None:
+    if len(row) != len(columns):
+        problems.append(f"expected {len(columns)} fields, got {len(row)}")
+        return None
+    cells = dict(zip(columns, row))
+    stack = cells["stack"].strip()
+    if not stack:
+        problems.append("empty stack path")
+    elif os.path.isabs(stack) or PurePosixPath(stack.replace("\\", "/")).is_absolute():
+        problems.append(f"stack path {stack!r} must be relative to the dataset folder")
+    focus = _parse_index(cells["focus_index"], problems)
+    z_step = _parse_size("z_step_um", cells["z_step_um"], problems)
+    pixel = _parse_size("pixel_size_um", cells["pixel_size_um"], problems)
+    if problems or focus is None or z_step is None or pixel is None:
+        return None
+    extra = {c: v for c, v in cells.items() if c not in ANNOTATION_COLUMNS}
+    return Annotation(stack, focus, z_step, pixel, extra)
+
+
+def _parse_index(text: str, problems: list[str]) -> int | None:
+    text = text.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        problems.append(f"focus_index {text!r} is not a number")
+        return None
+    if not math.isfinite(number) or not number.is_integer():
+        problems.append(f"focus_index {text!r} is not a whole number")
+        return None
+    if number < 0:
+        problems.append(f"focus_index {text} is negative")
+        return None
+    return int(number)
+
+
+def _parse_size(name: str, text: str, problems: list[str]) -> float | None:
+    text = text.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        problems.append(f"{name} {text!r} is not a number")
+        return None
+    if not math.isfinite(number) or number <= 0:
+        problems.append(f"{name} {text!r} must be a positive number")
+        return None
+    return number
+
+
+def _check_stack(root: Path, a: Annotation, problems: list[str]) -> None:
+    path = root / a.stack
+    if not path.exists():
+        problems.append(f"stack file not found: {a.stack}")
+        return
+    try:
+        stack = read_stack(path)  # header only: the pixels stay on disk
+    except StackError as exc:
+        problems.append(str(exc))
+        return
+    if a.focus_index >= stack.n_slices:
+        problems.append(
+            f"focus_index {a.focus_index} out of range: {a.stack} has {stack.n_slices} slices"
+        )
+
+
+def _annotation_problems(a: Annotation) -> list[str]:
+    problems = []
+    if not str(a.stack).strip():
+        problems.append("empty stack path")
+    try:
+        index = int(a.focus_index)
+        if index != a.focus_index or index < 0:
+            problems.append(f"focus_index {a.focus_index!r} must be a whole number >= 0")
+    except (TypeError, ValueError):
+        problems.append(f"focus_index {a.focus_index!r} must be a whole number >= 0")
+    for name in ("z_step_um", "pixel_size_um"):
+        value = getattr(a, name)
+        try:
+            ok = math.isfinite(float(value)) and float(value) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            problems.append(f"{name} {value!r} must be a positive number")
+    return problems
+
+
+def _column_order(annotations: Sequence[Annotation], columns: Sequence[str] | None) -> list[str]:
+    order = list(columns) if columns else list(ANNOTATION_COLUMNS)
+    for required in ANNOTATION_COLUMNS:
+        if required not in order:
+            order.append(required)
+    for a in annotations:
+        for key in a.extra:
+            if key not in order:
+                order.append(key)
+    return order
