@@ -65,9 +65,7 @@ class Dataset:
 
     def open_stack(self, a: Annotation) -> ZStack:
         """Open the stack of ``a`` lazily, with the annotation's z-step and pixel size."""
-        return read_stack(
-            self.stack_path(a), z_step_um=a.z_step_um, pixel_size_um=a.pixel_size_um
-        )
+        return read_stack(self.stack_path(a), z_step_um=a.z_step_um, pixel_size_um=a.pixel_size_um)
 
     def __len__(self) -> int:
         return len(self.annotations)
@@ -132,7 +130,9 @@ def read_dataset(folder: str | os.PathLike[str], *, check_stacks: bool = True) -
         if annotation is not None:
             key = os.path.normpath(annotation.stack)
             if key in seen:
-                row_problems.append(f"duplicate stack {annotation.stack!r} (first on line {seen[key]})")
+                row_problems.append(
+                    f"duplicate stack {annotation.stack!r} (first on line {seen[key]})"
+                )
                 annotation = None
             else:
                 seen[key] = line
@@ -146,7 +146,10 @@ def read_dataset(folder: str | os.PathLike[str], *, check_stacks: bool = True) -
         bad_lines = {p.split(":", 1)[0] for p in problems}
         first = problems[0].split(" ", 1)[1]
         raise DatasetError(
-            describe(csv_path, f"{len(bad_lines)} bad row(s), {len(problems)} problem(s); first: {first}"),
+            describe(
+                csv_path,
+                f"{len(bad_lines)} bad row(s), {len(problems)} problem(s); first: {first}",
+            ),
             problems,
         )
     return Dataset(root=root, annotations=annotations, columns=columns)
@@ -193,9 +196,7 @@ def write_annotations(
                 "z_step_um": repr(float(a.z_step_um)),
                 "pixel_size_um": repr(float(a.pixel_size_um)),
             }
-            writer.writerow(
-                [values[c] if c in values else str(a.extra.get(c, "")) for c in order]
-            )
+            writer.writerow([values[c] if c in values else str(a.extra.get(c, "")) for c in order])
     return csv_path
 
 

@@ -15,6 +15,7 @@ Only the TIFF header and descriptions are read, never pixel data.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import tifffile
+
+_log = logging.getLogger(__name__)
 
 #: Length units seen in ImageJ / OME / Micro-Manager metadata, as micrometres per unit.
 _UNIT_TO_UM: dict[str, float] = {
@@ -103,7 +106,8 @@ def read_physical_sizes(tif: tifffile.TiffFile) -> PhysicalSizes:
             break
         try:
             found = reader(tif)
-        except Exception:  # noqa: BLE001 - odd metadata must never stop a file from opening
+        except Exception as exc:  # noqa: BLE001 - odd metadata must never stop an open
+            _log.debug("%s: ignoring unreadable metadata: %r", tif.filehandle.name, exc)
             continue
         sizes = sizes.merged(found)
     return sizes
@@ -222,4 +226,3 @@ def _x_resolution(page: Any) -> float | None:
     if not math.isfinite(value) or value <= 0 or value == 1.0:
         return None
     return value
-

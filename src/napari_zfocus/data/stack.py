@@ -127,8 +127,9 @@ class ZStack:
             return np.asarray(array)
         except StackError:
             raise
-        except (OSError, ValueError, RuntimeError, tifffile.TiffFileError) as exc:
-            raise StackError(describe(self._name, f"cannot read {what}: {_first_line(exc)}")) from exc
+        except Exception as exc:  # decoders raise many types (zlib.error, struct.error...)
+            problem = f"cannot read {what}: {_first_line(exc)}"
+            raise StackError(describe(self._name, problem)) from exc
 
     def _checked(self, array: np.ndarray, what: str) -> np.ndarray:
         if np.iscomplexobj(array):
@@ -286,7 +287,13 @@ def _imagej_dtype(path: Path, data: Any) -> np.dtype:
 
 
 #: tifffile log messages that mean the file structure is cut off or broken.
-_DAMAGE_HINTS = ("invalid page offset", "corrupted", "failed to reshape", "truncated", "invalid value offset")
+_DAMAGE_HINTS = (
+    "invalid page offset",
+    "invalid value offset",
+    "corrupted",
+    "failed to reshape",
+    "truncated",
+)
 
 
 _LOG_LOCK = threading.RLock()
@@ -373,7 +380,8 @@ def _open_file(
         except StackError:
             raise
         except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
-            raise StackError(describe(path, f"cannot read TIFF structure ({_first_line(exc)})")) from exc
+            problem = f"cannot read TIFF structure ({_first_line(exc)})"
+            raise StackError(describe(path, problem)) from exc
     planes = LazyPlanes(source, plane_of_z, yx, dtype)
     data = as_dask(planes, _token(path, chosen, tuple(plane_of_z)))
     return data, sizes, axes
@@ -448,7 +456,10 @@ def _find_z_axis(path: Path, axes: str, lead_axes: str) -> str:
         return unnamed[0]  # pages of unstated meaning: a plain multi-page stack
     hint = ""
     if lead_axes == "T":
-        hint = "; if its time points are really z-slices, set slices/frames in Fiji (Image > Properties)"
+        hint = (
+            "; if its time points are really z-slices, "
+            "set slices/frames in Fiji (Image > Properties)"
+        )
     raise StackError(describe(path, f"has no z axis (axes {axes}){hint}"))
 
 
@@ -457,7 +468,9 @@ def _pick_index(path: Path, name: str, value: int | None, size: int, axes: str) 
         if size == 1:
             return 0
         raise StackError(
-            describe(path, f"has {size} entries along {name} (axes {axes}); choose one with {name}=")
+            describe(
+                path, f"has {size} entries along {name} (axes {axes}); choose one with {name}="
+            )
         )
     if not 0 <= value < size:
         raise StackError(describe(path, f"{name} {value} out of range (0..{size - 1})"))
@@ -476,8 +489,11 @@ def _plane_source(
         needed = offset + n_planes * yx[0] * yx[1] * dtype.itemsize
         if needed > file_size:
             raise StackError(
-                describe(path, f"file is truncated: pixel data end at byte {needed}, "
-                         f"the file has {file_size} bytes")
+                describe(
+                    path,
+                    f"file is truncated: pixel data end at byte {needed}, "
+                    f"the file has {file_size} bytes",
+                )
             )
         return MemmapSource(path, offset, dtype, (n_planes, yx[0], yx[1]))
     pages = selected.pages
@@ -510,7 +526,7 @@ def _open_folder(folder: Path) -> tuple[da.Array, PhysicalSizes, str]:
                 raise StackError(describe(file, "is an RGB image; save one grey channel instead"))
             if len(this_shape) != 2:
                 raise StackError(
-                    describe(file, f"expected a 2-D slice in a folder of slices, got shape {this_shape}")
+                    describe(file, f"expected a 2-D slice in a folder of slices, got {this_shape}")
                 )
             _plane_source(file, tif, 0, 1, this_shape)  # truncation check, header only
             if number == 0:
@@ -518,8 +534,11 @@ def _open_folder(folder: Path) -> tuple[da.Array, PhysicalSizes, str]:
                 sizes = read_physical_sizes(tif)
             elif this_shape != shape or this_dtype != dtype:
                 raise StackError(
-                    describe(file, f"shape {this_shape} {this_dtype} differs from "
-                             f"{files[0].name} {shape} {dtype}")
+                    describe(
+                        file,
+                        f"shape {this_shape} {this_dtype} differs from "
+                        f"{files[0].name} {shape} {dtype}",
+                    )
                 )
     assert shape is not None and dtype is not None
     planes = LazyPlanes(FileListSource(files), range(len(files)), shape, dtype)

@@ -1,0 +1,229 @@
+"""``zfocus live``: hold focus with a model, on the simulated microscope or on hardware.
+
+``zfocus live --simulate [--model MODEL] [--hours H] [--drift-um D] [--json] [--csv PATH]``
+runs the paper's long time-lapse in simulation, headless and as fast as the CPU allows,
+and scores the TRUE focus error of every frame. ``zfocus live --mm-config CFG`` runs the
+same controller on a Micro-Manager configuration through pymmcore-plus.
+
+With ``--json`` the last stdout line is one JSON object (keys: frames, within_1um,
+max_abs_error_um, max_step_um, moves, holds, stage_range_um, wall_s, fps, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from napari_zfocus.errors import ZFocusError
+
+HELP = "hold focus live with a model (simulated microscope or pymmcore-plus hardware)"
+
+
+def add_controller_arguments(p: argparse.ArgumentParser) -> None:
+    """Controller knobs shared by ``live`` and ``demo``."""
+    g = p.add_argument_group("controller")
+    g.add_argument("--dead-band", type=float, default=0.5, metavar="UM",
+                   help="no move while |estimate - lock| <= UM (default 0.5; the paper used 1)")
+    g.add_argument("--max-step", type=float, default=3.0, metavar="UM",
+                   help="largest single focus move (default 3)")
+    g.add_argument("--gain", type=float, default=1.0,
+                   help="fraction of the error corrected (default 1)")
+    g.add_argument("--smoothing", type=float, default=0.0,
+                   help="exponential smoothing of estimates, 0..<1 (default 0)")
+    g.add_argument("--min-confidence", type=float, default=0.3,
+                   help="hold below this prediction confidence (default 0.3)")
+    g.add_argument("--z-limits", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                   help="absolute focus limits in um (default: the drive's limits)")
+
+
+def controller_settings(args: argparse.Namespace):
+    """Build :class:`ControllerSettings` from the parsed arguments (validated)."""
+    from napari_zfocus.control.controller import ControllerSettings
+
+    settings = ControllerSettings(
+        dead_band_um=args.dead_band, max_step_um=args.max_step, gain=args.gain,
+        smoothing=args.smoothing, min_confidence=args.min_confidence,
+        z_limits_um=tuple(args.z_limits) if args.z_limits else None,
+    )
+    settings.validate()
+    return settings
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``live`` sub-command."""
+    p = subparsers.add_parser(
+        "live",
+        help=HELP,
+        description=(
+            "Lock the focus on the model's estimate and keep it there frame by frame "
+            "(Wei & Roberts 2018). --simulate runs a headless experiment on the simulated "
+            "microscope (thermal drift, growing yeast) with a simulated clock and reports "
+            "the TRUE focus error; --mm-config runs on hardware through pymmcore-plus."
+        ),
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--simulate", action="store_true", help="use the simulated microscope")
+    src.add_argument("--mm-config", metavar="CFG", help="Micro-Manager configuration file")
+    p.add_argument("--model", metavar="MODEL", help="model file (default: the demo model)")
+    p.add_argument("--oracle-noise", type=float, default=None, metavar="UM",
+                   help="simulation only: replace the model by the true defocus + UM noise "
+                        "(checks the control loop without a network)")
+    p.add_argument("--hours", type=float, default=1.0, help="simulated hours (default 1)")
+    p.add_argument("--drift-um", type=float, default=40.0,
+                   help="net thermal drift over the session, um (default 40, the paper's 24 h)")
+    p.add_argument("--interval-s", type=float, default=5.0,
+                   help="seconds between frames (simulated, or real with --mm-config; default 5)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--scene", choices=("yeast", "pattern"), default="yeast",
+                   help="simulated sample: yeast (bright-field simulator, default) or a fast "
+                        "analytic pattern (only with --oracle-noise)")
+    p.add_argument("--size", type=int, default=256, help="simulated frame size, px (default 256)")
+    p.add_argument("--pixel-size", type=float, default=0.24,
+                   help="simulated pixel size, um (default 0.24)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="--mm-config: stop after this many frames (default: until Ctrl-C)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.add_argument("--csv", metavar="PATH", help="write the decision log as CSV")
+    add_controller_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def _progress_printer(every_s: float = 5.0):
+    """Progress lines on stderr, at most one per ``every_s`` wall seconds."""
+    last = [time.monotonic()]
+
+    def progress(done: int, total: int, decision: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] < every_s and done < total:
+            return
+        last[0] = now
+        err = decision.true_defocus_um
+        print(f"  frame {done}/{total}: stage {decision.stage_z_um:+.2f} um, "
+              f"true error {err:+.2f} um, {decision.action} ({decision.reason})",
+              file=sys.stderr, flush=True)
+
+    return progress
+
+
+def format_summary(d: dict[str, Any]) -> list[str]:
+    """Human-readable lines of a session summary."""
+    holds = ", ".join(f"{k} {v}" for k, v in d["holds"].items()) or "none"
+    lines = [
+        f"frames: {d['frames']} ({d['hours']:g} simulated h) in {d['wall_s']:.1f} s "
+        f"({d['fps']:.1f} frames/s)",
+        f"true focus error: {100 * d['within_1um']:.2f} % of frames within +/-1 um, "
+        f"mean |error| {d['mean_abs_error_um']:.2f} um, max {d['max_abs_error_um']:.2f} um",
+        f"moves: {d['moves']} (largest {d['max_step_um']:.2f} um, limit "
+        f"{d['max_step_limit_um']:g} um); holds: {holds}",
+        f"stage range: {d['stage_range_um'][0]:+.2f} .. {d['stage_range_um'][1]:+.2f} um "
+        f"(limits {d['z_limits_um'][0]:g} .. {d['z_limits_um'][1]:g}); sample range "
+        f"{d['sample_range_um'][0]:+.2f} .. {d['sample_range_um'][1]:+.2f} um",
+    ]
+    if d["stopped"]:
+        lines.append(f"SAFE STOP: {d['stop_reason']}")
+    return lines
+
+
+def run_simulation(args: argparse.Namespace) -> int:
+    """``zfocus live --simulate``."""
+    from napari_zfocus.control.render import PatternRenderer
+    from napari_zfocus.control.session import run_simulated_session
+    from napari_zfocus.control.simulated import SimulatedMicroscopeSettings
+
+    if args.scene == "pattern" and args.oracle_noise is None:
+        raise ZFocusError("--scene pattern is a test pattern for --oracle-noise, not for a model")
+    if args.size < 8 or not args.pixel_size > 0:
+        raise ZFocusError(f"bad simulated field: {args.size} px at {args.pixel_size} um/px")
+    shape = (args.size, args.size)
+    renderer = None  # default: the bright-field yeast simulator
+    if args.scene == "pattern":
+        renderer = PatternRenderer(shape, args.pixel_size, seed=args.seed)
+    settings = controller_settings(args)
+    print(f"zfocus live: simulating {args.hours:g} h, drift {args.drift_um:g} um, one frame every "
+          f"{args.interval_s:g} s", file=sys.stderr, flush=True)
+    result = run_simulated_session(
+        args.model, hours=args.hours, drift_um=args.drift_um, frame_interval_s=args.interval_s,
+        seed=args.seed, progress=_progress_printer(), oracle_noise_um=args.oracle_noise,
+        renderer=renderer, controller_settings=settings,
+        microscope_settings=SimulatedMicroscopeSettings(shape=shape, pixel_size_um=args.pixel_size),
+    )
+    if args.csv:
+        result.controller.export_csv(args.csv)
+    summary = result.to_dict()
+    for line in format_summary(summary):
+        print(line, file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(_jsonable(summary)), flush=True)
+    return 0
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    """Replace NaN/inf by None so the line is strict JSON."""
+    def fix(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [fix(x) for x in v]
+        return v
+
+    return fix(d)
+
+
+def run_hardware(args: argparse.Namespace) -> int:
+    """``zfocus live --mm-config CFG``: the controller on real hardware."""
+    from napari_zfocus.control.controller import FocusController
+    from napari_zfocus.control.mmcore import MMCoreMicroscope, load_mmcore
+    from napari_zfocus.control.session import load_predictor
+
+    cfg = Path(args.mm_config)
+    if not cfg.is_file():
+        raise ZFocusError(f"{cfg}: Micro-Manager configuration not found")
+    if args.oracle_noise is not None:
+        raise ZFocusError("--oracle-noise needs --simulate (hardware has no ground truth)")
+    predictor = load_predictor(args.model)
+    core = load_mmcore(cfg)
+    microscope = MMCoreMicroscope(core)
+    controller = FocusController(predictor, microscope, controller_settings(args))
+    t0 = time.perf_counter()
+    frames = 0
+    try:
+        controller.lock()
+        print(f"zfocus live: locked at estimate {controller.locked_um:+.2f} um, "
+              f"stage {microscope.get_z():+.2f} um; Ctrl-C to stop", file=sys.stderr, flush=True)
+        while args.frames is None or frames < args.frames:
+            d = controller.step()
+            frames += 1
+            print(f"{d.time_s:.2f} s: stage {d.stage_z_um:+.2f} um, estimate {d.estimate_um:+.2f}"
+                  f" um, {d.action} ({d.reason})", file=sys.stderr, flush=True)
+            if controller.stopped:
+                break
+            time.sleep(max(args.interval_s, 0.0))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        microscope.close()
+        if args.csv:
+            controller.export_csv(args.csv)
+    wall = time.perf_counter() - t0
+    summary = {**controller.summary(), "frames": frames, "wall_s": wall,
+               "fps": frames / wall if wall > 0 else None}
+    if args.json:
+        print(json.dumps(_jsonable(summary)), flush=True)
+    return 1 if controller.stopped else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``zfocus live``."""
+    if args.simulate:
+        return run_simulation(args)
+    if args.mm_config:
+        return run_hardware(args)
+    raise ZFocusError("choose a microscope: --simulate, or --mm-config CFG for hardware")

@@ -1,0 +1,70 @@
+"""``zfocus suggest STACK``: suggest the in-focus slice of a bright-field z-stack.
+
+Uses the contrast dip between the sharpness peaks (no model needed); see
+:mod:`napari_zfocus.focus.suggest`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``suggest`` sub-command."""
+    parser = subparsers.add_parser(
+        "suggest",
+        help="suggest the in-focus slice of a z-stack (contrast minimum, no model)",
+        description=(
+            "Suggest the in-focus slice of a bright-field z-stack: the contrast minimum "
+            "between the sharpness peaks below and above focus."
+        ),
+    )
+    parser.add_argument("stack", metavar="STACK", help="z-stack TIFF or folder of 2-D slices")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--z-step", type=float, default=None, metavar="UM", help="override the z-step (um)"
+    )
+    parser.add_argument(
+        "--pixel-size", type=float, default=None, metavar="UM", help="override the pixel size (um)"
+    )
+    parser.add_argument("--channel", type=int, default=None, help="channel of a multi-channel file")
+    parser.add_argument("--timepoint", type=int, default=None, help="time point of a time series")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the stack, suggest its focus, print the result."""
+    from napari_zfocus.data import read_stack
+    from napari_zfocus.focus import suggest_focus
+
+    stack = read_stack(
+        args.stack,
+        z_step_um=args.z_step,
+        pixel_size_um=args.pixel_size,
+        channel=args.channel,
+        timepoint=args.timepoint,
+    )
+    result = suggest_focus(stack, classic_scores=False)
+    record = {
+        "stack": str(args.stack),
+        "focus_index": result.focus_index,
+        "n_slices": stack.n_slices,
+        "z_step_um": stack.z_step_um,
+        "pixel_size_um": stack.pixel_size_um,
+        "confidence": round(result.confidence, 4),
+        "method": result.method,
+        "sharpest_index": result.sharpest_index,
+    }
+    if args.json:
+        print(json.dumps(record))
+        return 0
+    step = f"{stack.z_step_um:g} um" if stack.z_step_um is not None else "unknown (1 um assumed)"
+    print(
+        f"{args.stack}: in-focus slice {result.focus_index} of {stack.n_slices} "
+        f"(0-based; z-step {step}; confidence {result.confidence:.2f}, {result.method}); "
+        f"sharpest slice {result.sharpest_index}"
+    )
+    return 0
