@@ -1,0 +1,157 @@
+"""``zfocus eval MODEL DATASET``: errors of a model on an annotated dataset.
+
+With ``--json`` the last stdout line is one JSON object with ``n_images``,
+``median_abs_error_um``, ``within_1um`` (fraction), ``mse_um2``, ``bias_um``,
+``sign_accuracy``, ``argmax`` (the same metrics with the paper's argmax readout),
+``baselines`` ({name: metrics}) and ``by_true_z``. Without it, a readable table.
+``--plots DIR`` writes PNGs and CSVs (per-image errors, confusion matrix). A progress bar
+goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+#: Metrics shown in the table, with their labels and formats.
+_ROWS = (
+    ("n_images", "images", "{:d}"),
+    ("median_abs_error_um", "median |error| (um)", "{:.2f}"),
+    ("within_1um", "within 1 um", "{:.1%}"),
+    ("mse_um2", "MSE (um^2)", "{:.2f}"),
+    ("bias_um", "bias (um)", "{:+.2f}"),
+    ("sign_accuracy", "sign accuracy", "{:.1%}"),
+)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``eval`` sub-command."""
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a model on an annotated dataset",
+        description="Evaluate a model on every slice (within its z range) of an annotated "
+        "dataset; optionally compare with focus-score baselines.",
+    )
+    p.add_argument("model", type=Path, help="model file (.zfm)")
+    p.add_argument("dataset", type=Path, help="dataset folder with annotations.csv")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write PNG plots and CSVs of per-image errors and the confusion matrix",
+    )
+    p.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also evaluate the focus-score (IQA profile) baselines of the paper",
+    )
+    p.add_argument(
+        "--baseline-fit",
+        type=Path,
+        default=None,
+        metavar="DATASET",
+        help="fit the baselines' score->|z| mapping on this (training) dataset "
+        "instead of leave-one-stack-out",
+    )
+    p.add_argument(
+        "--crops",
+        choices=("centre", "tiles"),
+        default="centre",
+        help="centre field of each image (the paper) or every field-sized tile",
+    )
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def load_dataset(path: Path) -> Any:
+    """Read an annotated dataset (``DatasetError`` on bad rows)."""
+    from napari_zfocus.data import read_dataset
+
+    return read_dataset(path)
+
+
+def _format(value: Any, fmt: str) -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """Readable table: CNN (expected value), CNN (argmax), then each baseline."""
+    columns = {"CNN": summary, "CNN argmax": summary.get("argmax", {})}
+    for name, m in (summary.get("baselines") or {}).items():
+        columns[name] = m
+    widths = [max(9, len(c)) + 2 for c in columns]
+    lines = ["metric".ljust(22) + "".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    for key, label, fmt in _ROWS:
+        cells = (_format(m.get(key), fmt) for m in columns.values())
+        lines.append(
+            label.ljust(22) + "".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+        )
+    if summary.get("baselines"):
+        lines.append("(baselines: the sign is taken from the truth, as in the paper)")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``zfocus eval``."""
+    from tqdm import tqdm
+
+    from napari_zfocus.errors import ZFocusError, describe
+    from napari_zfocus.model.evaluation import iter_evaluate
+    from napari_zfocus.model.inference import Predictor
+
+    dataset = load_dataset(args.dataset)
+    fit = load_dataset(args.baseline_fit) if args.baseline_fit is not None else None
+    predictor = Predictor.from_file(args.model, device=args.device)
+    bars: dict[str, Any] = {}
+    gen = iter_evaluate(
+        predictor, dataset, baselines=args.baselines, crops=args.crops, fit_dataset=fit
+    )
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            if args.no_progress:
+                continue
+            bar = bars.get(event.stage)
+            if bar is None:
+                bar = bars[event.stage] = tqdm(
+                    total=event.total,
+                    desc=event.stage,
+                    unit="img" if event.stage == "cnn" else "score",
+                    file=sys.stderr,
+                    leave=False,
+                )
+            bar.n = event.done
+            bar.refresh()
+    except ZFocusError as exc:
+        msg = str(exc)
+        raise ZFocusError(
+            msg if str(args.dataset) in msg else describe(args.dataset, msg)
+        ) from None
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+    summary = result.to_json_dict()
+    summary.update(model=str(args.model), dataset=str(args.dataset), crops=args.crops)
+    if args.plots is not None:
+        from napari_zfocus.model.plots import save_evaluation_plots
+
+        written = save_evaluation_plots(result, args.plots)
+        print(f"wrote {len(written)} files to {args.plots}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"model {args.model} on {args.dataset}")
+        print(format_table(summary))
+    return 0

@@ -1,0 +1,105 @@
+"""``zfocus eval``: JSON contract, table, plots, baselines; exit code 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_zfocus.cli import main
+from napari_zfocus.data import Annotation, write_annotations, write_stack
+from napari_zfocus.model.config import ModelConfig
+from napari_zfocus.model.io import save_model
+from napari_zfocus.model.network import build_network
+
+TINY = dict(
+    field_um=12.0,
+    pixel_size_um=0.24,
+    conv_features=(4, 8),
+    fc_features=32,
+    z_min_um=-5.0,
+    z_max_um=5.0,
+)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("eval")
+    torch.manual_seed(0)
+    config = ModelConfig(**TINY)
+    model = save_model(d / "tiny.zfm", build_network(config), config)
+    ds = d / "dataset"
+    ds.mkdir()
+    rng = np.random.default_rng(0)
+    annotations = []
+    for i in range(3):
+        # 13 slices, focus at 6: z -6..+6 um, of which -5..+5 (11 slices) are in range
+        data = rng.integers(100, 4000, (13, 56, 60), dtype=np.uint16)
+        write_stack(ds / f"s{i}.tif", data, z_step_um=1.0, pixel_size_um=0.24)
+        annotations.append(Annotation(f"s{i}.tif", 6, 1.0, 0.24))
+    write_annotations(ds, annotations)
+    bad = d / "bad_dataset"
+    bad.mkdir()
+    (bad / "annotations.csv").write_text(
+        "stack,focus_index,z_step_um,pixel_size_um\nmissing.tif,3,1.0,0.24\n"
+    )
+    return {"model": model, "dataset": ds, "bad_dataset": bad, "dir": d}
+
+
+def test_eval_json_table_plots_and_baselines(setup, capsys, tmp_path: Path) -> None:
+    plots = tmp_path / "plots"
+    argv = [
+        "eval",
+        str(setup["model"]),
+        str(setup["dataset"]),
+        "--json",
+        "--baselines",
+        "--plots",
+        str(plots),
+    ]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    d = json.loads(captured.out.strip().splitlines()[-1])
+    assert d["n_images"] == 33
+    for key in ("median_abs_error_um", "within_1um", "mse_um2", "bias_um", "sign_accuracy"):
+        assert isinstance(d[key], float), key
+    assert 0.0 <= d["within_1um"] <= 1.0
+    assert set(d["baselines"]) == {
+        "variance_of_laplacian",
+        "brenner",
+        "tenengrad",
+        "normalized_variance",
+    }
+    assert d["baselines"]["brenner"]["n_images"] == 33
+    assert {p.name for p in plots.iterdir()} >= {
+        "error_histogram.png",
+        "confusion.png",
+        "per_image_errors.csv",
+        "confusion_matrix.csv",
+    }
+    assert main(["eval", str(setup["model"]), str(setup["dataset"]), "--no-progress"]) == 0
+    table = capsys.readouterr().out
+    assert "median |error| (um)" in table and "within 1 um" in table
+
+
+@pytest.mark.parametrize("case", ["bad_dataset", "no_dataset", "tampered_model"])
+def test_bad_input_exits_2_with_one_line(setup, capsys, tmp_path: Path, case: str) -> None:
+    model, dataset = setup["model"], setup["dataset"]
+    if case == "bad_dataset":
+        dataset = setup["bad_dataset"]
+    elif case == "no_dataset":
+        dataset = tmp_path / "nowhere"
+    else:
+        data = bytearray(model.read_bytes())
+        data[-10] ^= 0xFF  # flip bits inside the weights
+        model = tmp_path / "tampered.zfm"
+        model.write_bytes(bytes(data))
+    assert main(["eval", str(model), str(dataset), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("zfocus eval: error:")
+    assert str(model if case == "tampered_model" else dataset) in err[0] or case == "bad_dataset"
