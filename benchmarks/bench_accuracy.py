@@ -1,0 +1,114 @@
+"""Accuracy benchmark: does a budgeted ``zfocus train`` meet the accuracy target?
+
+Target: trained for ``--minutes`` (10) on 80 simulated stacks, the model places test
+images (30 other simulated stacks, all 31 slices, centre crop) with a median |error|
+<= 0.5 um and >= 85 % of them within +/-1 um.
+
+Simulates the two sets into ``_scratch/`` (or reuses them), runs the real command
+(``python -m napari_zfocus.cli train ... --json``) in a subprocess, evaluates the written
+model with :class:`~napari_zfocus.model.inference.Predictor` (exactly what users get),
+and prints one JSON object. The machine's load (``os.getloadavg``) is recorded, as the
+2-core machines are shared and timings vary with it.
+
+Usage::
+
+    nice -n 10 python benchmarks/bench_accuracy.py --minutes 10
+    python benchmarks/bench_accuracy.py --minutes 3 -- --batch 16 --lr 2e-3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ensure_set(folder: Path, n_stacks: int, seed: int) -> Path:
+    """Reuse ``folder`` if it holds ``n_stacks`` annotated stacks, else simulate it."""
+    from napari_zfocus.data import read_dataset
+    from napari_zfocus.simulation import simulate_dataset
+
+    if (folder / "annotations.csv").is_file():
+        if len(read_dataset(folder, check_stacks=False).annotations) == n_stacks:
+            return folder
+    t = time.perf_counter()
+    simulate_dataset(folder, n_stacks, seed=seed, overwrite=True)
+    print(f"simulated {n_stacks} stacks into {folder} in {time.perf_counter() - t:.0f} s",
+          file=sys.stderr)
+    return folder
+
+
+def evaluate_model(model: Path, test_dir: Path) -> dict[str, float]:
+    """Predict every slice of every test stack; error statistics of both readouts."""
+    from napari_zfocus.data import read_dataset
+    from napari_zfocus.model.inference import Predictor
+    from napari_zfocus.model.training import regression_metrics
+
+    predictor = Predictor.from_file(model, device="cpu")
+    dataset = read_dataset(test_dir)
+    z_true, z_ev, z_arg = [], [], []
+    lo, hi = predictor.config.z_min_um, predictor.config.z_max_um
+    for a in dataset.annotations:
+        stack = dataset.open_stack(a).to_numpy()
+        z = (np.arange(len(stack)) - a.focus_index) * a.z_step_um
+        keep = (z >= lo) & (z <= hi)
+        preds = predictor.predict_batch(stack[keep], a.pixel_size_um)
+        z_true += list(z[keep])
+        z_ev += [p.z_um for p in preds]
+        z_arg += [p.z_argmax_um for p in preds]
+    m = regression_metrics(np.array(z_true), np.array(z_ev))
+    arg = regression_metrics(np.array(z_true), np.array(z_arg))
+    m["argmax_median_abs_error_um"] = arg["median_abs_error_um"]
+    m["argmax_within_1um"] = arg["within_1um"]
+    m["n_stacks"] = len(dataset.annotations)
+    return m
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--train-dir", type=Path, default=ROOT / "_scratch" / "sim_train80")
+    p.add_argument("--test-dir", type=Path, default=ROOT / "_scratch" / "sim_test30")
+    p.add_argument("--n-train", type=int, default=80)
+    p.add_argument("--n-test", type=int, default=30)
+    p.add_argument("--out", type=Path, default=ROOT / "_scratch" / "bench_accuracy.zfm")
+    p.add_argument("--evaluate-only", action="store_true", help="skip training, evaluate --out")
+    p.add_argument("train_args", nargs="*", help="extra `zfocus train` flags (after --)")
+    args = p.parse_args(argv)
+
+    train_dir = ensure_set(args.train_dir, args.n_train, seed=1)
+    test_dir = ensure_set(args.test_dir, args.n_test, seed=2)
+    result: dict = {"minutes": args.minutes, "train_dir": str(train_dir),
+                    "test_dir": str(test_dir), "load_before": os.getloadavg()[0]}
+    if not args.evaluate_only:
+        cmd = [sys.executable, "-m", "napari_zfocus.cli", "train", str(train_dir),
+               "--out", str(args.out), "--minutes", str(args.minutes), "--json",
+               "--no-progress", *args.train_args]
+        result["command"] = " ".join(cmd[1:])
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        result["train_wall_s"] = round(time.perf_counter() - t, 1)
+        if proc.returncode != 0:
+            print(proc.stderr[-2000:], file=sys.stderr)
+            return proc.returncode
+        result["train"] = json.loads(proc.stdout.strip().splitlines()[-1])
+        result["load_after_train"] = os.getloadavg()[0]
+    t = time.perf_counter()
+    result["test"] = evaluate_model(args.out, test_dir)
+    result["eval_s"] = round(time.perf_counter() - t, 1)
+    m = result["test"]
+    result["target_met"] = bool(m["median_abs_error_um"] <= 0.5 and m["within_1um"] >= 0.85)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""``zfocus train``: train a z-position CNN on an annotated dataset folder.
+
+Example::
+
+    zfocus train my_dataset --out yeast40x.zfm --minutes 10
+    zfocus train my_dataset --out yeast40x.zfm --minutes 30 --resume   # train longer
+    torchrun --nproc_per_node 2 -m napari_zfocus.cli train my_dataset --out m.zfm --steps 2000
+
+Ctrl-C once stops cleanly (a checkpoint and a usable model are written; continue with
+``--resume``); twice aborts. On a CPU the command re-starts itself once with the tcmalloc
+allocator when ``libtcmalloc_minimal.so.4`` is installed, which roughly halves the time
+per training step (set ``ZFOCUS_NO_TCMALLOC=1`` to prevent that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from napari_zfocus.errors import ZFocusError
+
+#: Where Debian/Ubuntu (``apt-get install libtcmalloc-minimal4``) put the allocator.
+TCMALLOC_CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib64/libtcmalloc_minimal.so.4",
+    "/usr/lib/libtcmalloc_minimal.so.4",
+)
+
+
+#: Model settings of a fresh ``zfocus train`` that differ from the paper's ModelConfig
+#: defaults, chosen for CPU budgets of minutes (see benchmarks/bench_accuracy.py): the
+#: 0.48 um/px grid costs 4x less per image than the paper's 0.24 (0.2 vs 0.8 s per step
+#: of 16 images on 2 idle cores, tcmalloc), and batch-norm tolerates the higher lr.
+CLI_MODEL_DEFAULTS = {"pixel_size_um": 0.48, "batchnorm": True}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``train`` to the ``zfocus`` sub-commands."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a z-position CNN on an annotated dataset",
+        description=(
+            "Train the Wei & Roberts (2018) CNN to read defocus from one bright-field image. "
+            "Stops at --steps or --minutes (default 10 minutes if neither is given), writes "
+            "the model to --out and a resumable checkpoint to OUT.ckpt, and prints the "
+            "validation metrics (median |error|, fraction within +/-1 um)."
+        ),
+    )
+    p.add_argument("dataset", metavar="DATASET", help="dataset folder with annotations.csv")
+    p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.zfm)")
+    budget = p.add_argument_group("budget")
+    budget.add_argument("--minutes", type=float, help="wall-clock budget, minutes")
+    budget.add_argument("--steps", type=int, help="optimiser-step budget")
+    budget.add_argument("--resume", action="store_true",
+                        help="continue from OUT.ckpt towards the same (or a raised) budget")
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--batch", type=int, default=None, help="images per step and process")
+    opt.add_argument("--lr", type=float, default=None, help="peak learning rate (Adam)")
+    opt.add_argument("--label-sigma-um", type=float, default=None,
+                     help="width of the soft (Gaussian) labels, um; 0 = one-hot as in the paper")
+    opt.add_argument("--init", choices=("default", "paper"), default=None,
+                     help="weight initialisation (paper: truncated normal sd 0.1, needs lr ~1e-4)")
+    opt.add_argument("--seed", type=int, default=0, help="seed of split, weights and batches")
+    opt.add_argument("--no-augment", action="store_true", help="no random flips / rotations")
+    model = p.add_argument_group(
+        "model (defaults: the paper's, except 0.48 um/px and batch-norm for CPU budgets; "
+        "on --resume: the checkpoint's)"
+    )
+    model.add_argument("--bin-um", type=float, help="z-bin size, um (paper: 1)")
+    model.add_argument("--z-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                       help="z range of the bins, um (paper: -20 20)")
+    model.add_argument("--pixel-size-um", type=float, help="pixel size the network sees (0.48; paper 0.24)")
+    model.add_argument("--field-um", type=float, help="side of the field it sees, um (60)")
+    model.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
+                       help="batch normalisation after each convolution (on)")
+    val = p.add_argument_group("validation and checkpoints")
+    val.add_argument("--val-fraction", type=float, default=None,
+                     help="fraction of STACKS held out for validation (0.1)")
+    val.add_argument("--validate-every", type=int, default=None, help="steps between validations")
+    val.add_argument("--checkpoint-every", type=int, default=None,
+                     help="steps between checkpoints (also every 2 minutes)")
+    run = p.add_argument_group("execution")
+    run.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1")
+    run.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=run_train)
+    return p
+
+
+def _tcmalloc_path() -> str | None:
+    return next((c for c in TCMALLOC_CANDIDATES if os.path.exists(c)), None)
+
+
+def _maybe_reexec_with_tcmalloc(args: argparse.Namespace) -> None:
+    """Restart this very command with tcmalloc preloaded (CPU training only).
+
+    Only when started as a program (``zfocus`` / ``python -m napari_zfocus.cli``), never
+    when ``main()`` is called from Python (tests, notebooks): exec replaces the process.
+    """
+    if os.environ.get("ZFOCUS_NO_TCMALLOC") or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
+        return
+    if args.device not in ("auto", "cpu") or sys.argv[1:2] != ["train"]:
+        return
+    prog = os.path.basename(sys.argv[0])
+    if not (prog == "zfocus" or sys.argv[0].endswith(os.path.join("cli", "__main__.py"))):
+        return
+    lib = _tcmalloc_path()
+    if lib is None:
+        return
+    if args.device == "auto":
+        import torch  # only to know whether a GPU does the work anyway
+
+        if torch.cuda.is_available():
+            return
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = (lib + " " + env.get("LD_PRELOAD", "")).strip()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "napari_zfocus.cli", *sys.argv[1:]], env)
+
+
+def _model_config(args: argparse.Namespace, ckpt_config: Any | None):
+    """The model config from the flags; on resume unset flags keep the checkpoint's values."""
+    from napari_zfocus.model.config import ModelConfig
+
+    if ckpt_config is not None:
+        base = ckpt_config.to_dict()
+    else:
+        base = {**ModelConfig().to_dict(), **CLI_MODEL_DEFAULTS}
+    given = {
+        "bin_um": args.bin_um,
+        "pixel_size_um": args.pixel_size_um,
+        "field_um": args.field_um,
+        "batchnorm": args.batchnorm,
+    }
+    if args.z_range is not None:
+        given["z_min_um"], given["z_max_um"] = args.z_range
+    base.update({k: v for k, v in given.items() if v is not None})
+    return ModelConfig.from_dict(base)
+
+
+def _train_config(args: argparse.Namespace):
+    from napari_zfocus.model.training import TrainConfig
+
+    minutes = args.minutes
+    if minutes is None and args.steps is None:
+        minutes = 10.0
+    chosen = {
+        "batch": args.batch,
+        "lr": args.lr,
+        "label_sigma_um": args.label_sigma_um,
+        "init": args.init,
+        "val_fraction": args.val_fraction,
+        "validation_every": args.validate_every,
+        "checkpoint_every": args.checkpoint_every,
+        "threads": args.threads,
+    }
+    return TrainConfig(
+        out=Path(args.out),
+        steps=args.steps,
+        minutes=minutes,
+        seed=args.seed,
+        resume=args.resume,
+        device=args.device,
+        augment=not args.no_augment,
+        **{k: v for k, v in chosen.items() if v is not None},
+    )
+
+
+def _format_metrics(m: dict[str, float]) -> str:
+    if not m:
+        return "no validation (no held-out stacks)"
+    return (
+        f"median |error| {m['median_abs_error_um']:.2f} um, "
+        f"within +/-1 um {100 * m['within_1um']:.1f}% "
+        f"({int(m['n_images'])} images; argmax readout: "
+        f"{m['argmax_median_abs_error_um']:.2f} um, {100 * m['argmax_within_1um']:.1f}%)"
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run ``zfocus train``; returns 0 when done, 130 when stopped with Ctrl-C."""
+    if not Path(args.dataset).is_dir():
+        raise ZFocusError(f"{args.dataset}: dataset folder not found")
+    _maybe_reexec_with_tcmalloc(args)
+
+    from napari_zfocus.data import read_dataset
+    from napari_zfocus.model import ddp
+    from napari_zfocus.model.checkpoint import checkpoint_path, load_checkpoint
+    from napari_zfocus.model.training import CancelToken, train
+
+    dataset = read_dataset(args.dataset)
+    ckpt_config = load_checkpoint(checkpoint_path(args.out))["model_config"] if args.resume else None
+    mc = _model_config(args, ckpt_config)
+    tc = _train_config(args)
+    is_main = ddp.env_context().is_main
+    cancel = CancelToken()
+
+    def on_sigint(signum, frame):  # first Ctrl-C: save and stop; second: abort
+        cancel.cancel()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if is_main:
+            print("\nstopping: saving checkpoint and model (Ctrl-C again to abort)",
+                  file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    bar = None
+    last = None
+    try:
+        for ev in train(dataset, mc, tc, cancel):
+            last = ev
+            if not is_main:
+                continue
+            if ev.kind == "start":
+                print(f"training: {ev.message}", file=sys.stderr)
+                if not args.no_progress:
+                    bar = _make_bar(tc, ev)
+            elif ev.kind == "step" and bar is not None:
+                _update_bar(bar, tc, ev)
+            elif ev.kind == "validation":
+                msg = f"step {ev.step}: validation {_format_metrics(ev.metrics)}"
+                if bar is not None:
+                    bar.write(msg, file=sys.stderr)
+                else:
+                    print(msg, file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
+    if last is None or not is_main:
+        return 0
+    summary = {
+        "model": last.model_path,
+        "checkpoint": last.checkpoint_path,
+        "steps": last.step,
+        "elapsed_s": round(last.elapsed_s, 1),
+        "images_per_s": round(last.images_per_s or 0.0, 1),
+        "cancelled": last.kind == "cancelled",
+        "validation": last.metrics,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"model: {last.model_path} (checkpoint {last.checkpoint_path})")
+        print(f"steps: {last.step} in {last.elapsed_s:.0f} s "
+              f"({summary['images_per_s']:.1f} images/s)")
+        print(f"validation: {_format_metrics(last.metrics)}")
+        if last.kind == "cancelled":
+            print("stopped early: continue with --resume")
+    return 130 if last.kind == "cancelled" else 0
+
+
+def _make_bar(tc, ev):
+    from tqdm import tqdm
+
+    if tc.steps is not None and tc.minutes is None:
+        return tqdm(total=tc.steps, initial=ev.step, unit="step", file=sys.stderr,
+                    dynamic_ncols=True)
+    return tqdm(total=100, unit="%", file=sys.stderr, dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}{postfix}]")
+
+
+def _update_bar(bar, tc, ev) -> None:
+    if tc.steps is not None and tc.minutes is None:
+        bar.update(ev.step - bar.n)
+    else:
+        bar.update(100 * ev.progress - bar.n)
+    bar.set_postfix(step=ev.step, loss=f"{ev.loss:.3f}", img_s=f"{ev.images_per_s:.0f}",
+                    refresh=False)
