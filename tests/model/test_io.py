@@ -150,3 +150,23 @@ def test_tampered_files_are_refused(saved, tmp_path: Path) -> None:
     del sd["classifier.4.bias"]
     with pytest.raises(ModelFileError, match="missing"):
         load_model(_rewrite(path, tmp_path / "m.zfm", tensors=sd))
+
+
+def test_half_precision_storage_round_trip(tmp_path):
+    """float16 storage halves the file and loads back as a float32 network."""
+    import torch
+
+    from napari_zfocus.model.config import ModelConfig
+    from napari_zfocus.model.io import load_model, save_model
+    from napari_zfocus.model.network import build_network
+
+    cfg = ModelConfig(field_um=12.0, conv_features=(4, 8), fc_features=32)
+    net = build_network(cfg).eval()
+    full = save_model(tmp_path / "full.zfm", net, cfg)
+    half = save_model(tmp_path / "half.zfm", net, cfg, weights_dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_model(half).net.eval()
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.randn(2, 1, cfg.input_px, cfg.input_px)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), net(x), atol=1e-2, rtol=1e-2)

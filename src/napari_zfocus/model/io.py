@@ -98,11 +98,17 @@ def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+#: Storage dtypes accepted for floating-point weights (cast to the network's dtype on load).
+_STORAGE_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
 def save_model(
     path: str | os.PathLike[str],
     net: nn.Module,
     config: ModelConfig,
     metadata: dict | None = None,
+    *,
+    weights_dtype: torch.dtype | None = None,
 ) -> Path:
     """Write ``net``'s weights, ``config`` and ``metadata`` to one file, atomically.
 
@@ -117,6 +123,9 @@ def save_model(
     metadata
         JSON-serialisable dict (numpy values are converted), e.g. training data summary
         and validation metrics.
+    weights_dtype
+        Store floating-point weights in this dtype (``torch.float16`` halves the file, e.g.
+        for the shipped demo model); they are cast back to float32 on load.
 
     Returns
     -------
@@ -130,6 +139,11 @@ def save_model(
     tensors = {
         name: t.detach().to("cpu").contiguous().clone() for name, t in module.state_dict().items()
     }
+    if weights_dtype is not None:
+        tensors = {
+            name: t.to(weights_dtype) if t.dtype.is_floating_point else t
+            for name, t in tensors.items()
+        }
     try:
         meta_json = json.dumps(metadata or {}, default=_json_default, allow_nan=True)
     except TypeError as exc:
@@ -268,13 +282,17 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
             raise _fail(
                 p, f"tensor {name!r} has shape {tuple(t.shape)}, expected {tuple(ref.shape)}"
             )
-        if t.dtype != ref.dtype:
+        # Floating weights may be stored at reduced precision (cast back after the checksum).
+        if t.dtype != ref.dtype and not (
+            ref.dtype.is_floating_point and t.dtype in _STORAGE_FLOAT_DTYPES
+        ):
             raise _fail(p, f"tensor {name!r} has dtype {t.dtype}, expected {ref.dtype}")
         if t.dtype.is_floating_point and not bool(torch.isfinite(t).all()):
             raise _fail(p, f"tensor {name!r} contains NaN or infinite weights")
     digest = meta.get("sha256")
     if digest and _tensor_digest(tensors) != digest:
         raise _fail(p, "weights do not match the stored checksum (file modified or corrupt)")
+    tensors = {name: t.to(expected[name].dtype) for name, t in tensors.items()}
     net.load_state_dict(tensors, strict=True)
     net.eval()
     info["path"] = os.fspath(p)

@@ -1,0 +1,83 @@
+"""Screenshot of the live autofocus dock in use (docs/images/live.png).
+
+Live view of a simulated microscope (drifting, growing yeast scene, time sped up 60x, as
+the dock's default but with a field as crowded as the training stacks: the small model
+below fails on near-empty fields, the paper's "few cells" failure case) with focus locked
+and autofocus on. Half-way through, the focus drive is
+knocked 4 um off (as a bumped stage would be); the trace shows the controller bringing the
+sample back into focus.
+
+Model: the bundled demo model when it exists, else the small CNN of
+screenshot_inspection.py (trained there, cached in the temp folder).
+
+Run: xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/scripts/screenshot_live.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from screenshot_inspection import ROOT, small_model, wait  # noqa: E402
+
+OUT = ROOT / "docs" / "images" / "live.png"
+
+
+def run_for(seconds: float) -> None:
+    """Keep the Qt event loop running for ``seconds``."""
+    from qtpy.QtWidgets import QApplication
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.005)
+
+
+def main() -> None:
+    import napari
+
+    from napari_zfocus._qt.live import SIM_SPEED, LiveAutofocusWidget
+    from napari_zfocus.control.render import SimulatorRenderer
+    from napari_zfocus.control.simulated import (
+        ScaledClock,
+        SimulatedMicroscope,
+        SimulatedMicroscopeSettings,
+    )
+
+    model = small_model()
+    microscope = SimulatedMicroscope(
+        SimulatedMicroscopeSettings(background_render=True),
+        renderer=SimulatorRenderer((256, 256), 0.24, n_cells=250),
+        clock=ScaledClock(SIM_SPEED),
+    )
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    widget = LiveAutofocusWidget(viewer, microscope=microscope, model_path=model)
+    viewer.window.add_dock_widget(widget, name="Live autofocus", area="right")
+
+    microscope.move_z_to(microscope.sample_z_um())  # the user focuses by hand first
+    widget.start_live()
+    wait(lambda: widget.last_output is not None, timeout_s=300)
+    run_for(2.0)
+    widget.lock_button.setChecked(True)  # lock on the current (in-focus) estimate
+    widget.autofocus_box.setChecked(True)
+    run_for(6.0)
+    widget.loop.submit(lambda: widget.microscope.move_z_by(4.0))  # bump the focus drive
+    run_for(10.0)
+    widget.trace.refresh()
+    widget.trace_canvas.draw()
+    widget.softmax_canvas.draw()
+    run_for(0.5)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(OUT), canvas_only=False, flash=False)
+    stats = widget.last_stats
+    print(f"wrote {OUT}; {stats.fps:.0f} frames/s processed" if stats else f"wrote {OUT}")
+    widget.stop_live()
+    viewer.close()
+    microscope.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Qt-free helpers of the inspection widget: model summary, image planes, focus-map
+geometry, metric tables.
+
+Everything the inspection dock computes lives here so it can be tested without Qt:
+
+* :func:`describe_model` -- the rows of the model summary (architecture, field, bins,
+  training, validation metrics);
+* :func:`pixel_size_from_layer` -- the pixel size of an image layer in um, or None when
+  the layer does not say (napari's default scale of 1 with no unit);
+* :func:`displayed_plane` -- the 2-D plane of an n-D array at the viewer's current point;
+* :func:`focus_map_transform` / :func:`tile_index` -- scale/translate that put a
+  :class:`~napari_zfocus.model.inference.FocusMap` on top of the image it came from, and
+  the inverse (which tile lies under the cursor);
+* :func:`metrics_table` / :func:`write_metrics_csv` -- the CNN next to its baselines.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_zfocus._atomic import atomic_open
+from napari_zfocus.errors import ZFocusError
+
+__all__ = [
+    "METRIC_ROWS",
+    "describe_model",
+    "displayed_plane",
+    "focus_map_transform",
+    "metrics_table",
+    "pixel_size_from_layer",
+    "tile_index",
+    "write_metrics_csv",
+]
+
+#: Metrics of the table, in display order: (key, short header, description).
+METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("n_images", "n", "test images"),
+    ("within_1um", "<=1um", "fraction of images within +/-1 um"),
+    ("median_abs_error_um", "median", "median |error|, um"),
+    ("mean_abs_error_um", "mean", "mean |error|, um"),
+    ("p90_abs_error_um", "p90", "90th percentile of |error|, um"),
+    ("mse_um2", "MSE", "mean squared error, um^2"),
+    ("bias_um", "bias", "mean (predicted - true), um"),
+    ("sign_accuracy", "sign", "fraction placed on the right side of focus (CNN only)"),
+)
+
+#: Validation metrics of a training record shown in the model summary: (key, format).
+_VALIDATION_SHOWN = (
+    ("median_abs_error_um", "median |error| {:.2f} um"),
+    ("within_1um", "{:.0%} within 1 um"),
+    ("argmax_within_1um", "argmax {:.0%} within 1 um"),
+    ("n_images", "on {:.0f} images"),
+)
+
+_UM_UNITS = {"um", "µm", "micrometer", "micron", "micrometre"}
+
+
+_FRACTIONS = {"within_1um", "sign_accuracy"}
+
+
+def _percent(value: Any) -> str:
+    if value is None or not math.isfinite(float(value)):
+        return "-"
+    return f"{100 * float(value):.0f}%"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return "-" if not math.isfinite(v) else f"{v:.3g}"
+    return str(value)
+
+
+def describe_model(
+    config: Any, metadata: dict | None = None, info: dict | None = None
+) -> list[tuple[str, str]]:
+    """Human-readable ``(label, value)`` rows describing a model file.
+
+    Parameters
+    ----------
+    config
+        The model's :class:`~napari_zfocus.model.config.ModelConfig`.
+    metadata
+        The free metadata of the file (``"training"`` summary written by training).
+    info
+        File facts from :func:`~napari_zfocus.model.io.load_model` (versions, date).
+    """
+    rows = [
+        ("architecture", f"{config.architecture} conv {list(config.conv_features)}, fc {config.fc_features}"),
+        ("field", f"{config.field_um:g} um at {config.pixel_size_um:g} um/px ({config.input_px} px)"),
+        (
+            "z bins",
+            f"{config.n_bins} x {config.bin_um:g} um, {config.z_min_um:+g} .. {config.z_max_um:+g} um",
+        ),
+    ]
+    training = (metadata or {}).get("training")
+    if isinstance(training, dict):
+        parts = []
+        if "steps" in training:
+            parts.append(f"{training['steps']} steps")
+        if "train_stacks" in training:
+            parts.append(f"{training['train_stacks']} train stacks")
+        val = training.get("val_stacks")
+        if isinstance(val, list):
+            parts.append(f"{len(val)} validation stacks")
+        if training.get("elapsed_s") is not None:
+            parts.append(f"{float(training['elapsed_s']) / 60:.1f} min on {training.get('device', '?')}")
+        if training.get("cancelled"):
+            parts.append("stopped early")
+        rows.append(("training", ", ".join(parts) or "-"))
+        if training.get("dataset"):
+            rows.append(("data", str(training["dataset"])))
+        metrics = training.get("validation")
+        if isinstance(metrics, dict) and metrics:
+            shown = [fmt.format(float(metrics[k])) for k, fmt in _VALIDATION_SHOWN
+                     if isinstance(metrics.get(k), (int, float))]
+            if not shown:  # an unfamiliar record: show its first entries raw
+                shown = [f"{k} {_fmt(v)}" for k, v in list(metrics.items())[:4]]
+            rows.append(("validation", ", ".join(shown)))
+    else:
+        rows.append(("training", "no training record in the file"))
+    for key, value in (metadata or {}).items():
+        if key != "training" and isinstance(value, (str, int, float, bool)):
+            rows.append((str(key), _fmt(value)))
+    if info:
+        made = info.get("created_utc") or "?"
+        rows.append(("file", f"written {made} by napari-zfocus {info.get('napari_zfocus_version') or '?'}"))
+    return rows
+
+
+def pixel_size_from_layer(
+    scale: Sequence[float], metadata: dict | None = None, units: Sequence[Any] | None = None
+) -> float | None:
+    """Pixel size (um) of an image layer, or None when unknown.
+
+    Looks at, in order: ``metadata["pixel_size_um"]`` (set by the zfocus reader), the
+    last scale value when the layer's unit says micrometres, and any last scale value
+    other than napari's default 1.0 (a scale the user or a reader chose deliberately).
+    """
+    meta = metadata or {}
+    value = meta.get("pixel_size_um")
+    if value is not None:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            v = math.nan
+        if v > 0 and math.isfinite(v):
+            return v
+    s = float(scale[-1]) if len(scale) else 1.0
+    if units is not None and len(units) and str(units[-1]).lower() in _UM_UNITS and s > 0:
+        return s
+    if s > 0 and math.isfinite(s) and not math.isclose(s, 1.0):
+        return s
+    return None
+
+
+def displayed_plane(data: Any, data_point: Sequence[float], *, rgb: bool = False) -> Any:
+    """The (Y, X) plane of ``data`` at ``data_point`` (the leading axes rounded and clipped).
+
+    Returns a view/lazy slice (dask stays lazy: compute it in a worker).
+
+    Raises
+    ------
+    ZFocusError
+        For RGB or 1-D data (the model reads one grey channel).
+    """
+    if rgb:
+        raise ZFocusError("the model reads single-channel bright-field images, not RGB")
+    ndim = len(data.shape)
+    if ndim < 2:
+        raise ZFocusError(f"need a 2-D image or a stack, got {ndim}-D data")
+    lead = []
+    for axis in range(ndim - 2):
+        p = data_point[axis] if axis < len(data_point) else 0.0
+        p = 0.0 if not math.isfinite(float(p)) else float(p)
+        lead.append(int(np.clip(round(p), 0, data.shape[axis] - 1)))
+    return data[tuple(lead)] if lead else data
+
+
+def focus_map_transform(
+    focus_map: Any,
+    layer_scale_yx: Sequence[float] = (1.0, 1.0),
+    layer_translate_yx: Sequence[float] = (0.0, 0.0),
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``(scale, translate)`` of a focus-map layer over the image layer it was computed on.
+
+    A map pixel covers ``stride x stride`` input pixels centred on its tile's centre; the
+    image layer's own scale and translate are applied on top, so both layers share world
+    coordinates.
+    """
+    (sy, sx), (ty, tx) = focus_map.layer_transform(in_um=False)
+    ly, lx = (float(v) for v in layer_scale_yx)
+    oy, ox = (float(v) for v in layer_translate_yx)
+    return (sy * ly, sx * lx), (oy + ty * ly, ox + tx * lx)
+
+
+def tile_index(data_coords: Sequence[float], shape: tuple[int, int]) -> tuple[int, int] | None:
+    """Tile ``(row, col)`` at focus-map data coordinates, or None outside the map."""
+    if len(data_coords) < 2:
+        return None
+    y, x = float(data_coords[-2]), float(data_coords[-1])
+    if not (math.isfinite(y) and math.isfinite(x)):
+        return None
+    i, j = int(round(y)), int(round(x))
+    if 0 <= i < shape[0] and 0 <= j < shape[1]:
+        return i, j
+    return None
+
+
+def _columns(result: Any) -> list[tuple[str, dict]]:
+    """(method name, metrics) of the CNN, its argmax readout, then each baseline."""
+    methods: list[tuple[str, dict]] = [("CNN", result.metrics)]
+    if isinstance(result.metrics.get("argmax"), dict):
+        methods.append(("CNN argmax", result.metrics["argmax"]))
+    methods += list(result.baselines.items())
+    return methods
+
+
+def metrics_table(result: Any) -> tuple[list[str], list[str], list[list[str]]]:
+    """The CNN above its baselines: ``(method names, metric headers, formatted cells)``.
+
+    One row per method: ``CNN`` (expected-value readout), ``CNN argmax`` (the paper's
+    readout, when present), then one per baseline; one column per metric of
+    :data:`METRIC_ROWS`.
+    """
+    methods = _columns(result)
+    headers = [short for _, short, _ in METRIC_ROWS]
+    cells = [
+        [_percent(metrics.get(key)) if key in _FRACTIONS else _fmt(metrics.get(key))
+         for key, _, _ in METRIC_ROWS]
+        for _, metrics in methods
+    ]
+    return [name.replace("_", " ") for name, _ in methods], headers, cells
+
+
+def write_metrics_csv(result: Any, path: str | os.PathLike[str]) -> Path:
+    """Write the metrics (one row per metric, one column per method) atomically."""
+    methods = _columns(result)
+    with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["metric", *(name for name, _ in methods)])
+        for key, _, _ in METRIC_ROWS:
+            row = []
+            for _, metrics in methods:
+                v = metrics.get(key)
+                row.append("" if v is None else (f"{float(v):.6g}" if isinstance(v, float) else v))
+            w.writerow([key, *row])
+    return Path(path)

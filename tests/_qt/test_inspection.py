@@ -1,0 +1,179 @@
+"""Inspection dock: slice prediction, aligned focus-map layers, dataset evaluation, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QThreadPool
+
+from napari_zfocus._qt.inspection import CONF_SUFFIX, Z_SUFFIX, InspectionWidget
+from napari_zfocus.data.annotations import Annotation, write_annotations
+from napari_zfocus.data.stack import write_stack
+from napari_zfocus.model.config import ModelConfig
+from napari_zfocus.model.io import save_model
+from napari_zfocus.model.network import build_network
+
+N_BINS = 41
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    config = ModelConfig(field_um=12, pixel_size_um=0.24, conv_features=(4, 8), fc_features=32)
+    meta = {"training": {"steps": 7, "train_stacks": 3, "val_stacks": ["a.tif"], "validation": {"median_abs_error_um": 1.5}}}
+    return save_model(tmp_path_factory.mktemp("model") / "tiny.zfm", build_network(config), config, meta)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """Two 7-slice stacks of 56 x 56 px at 0.24 um/px (noise: plumbing, not accuracy)."""
+    root = tmp_path_factory.mktemp("dataset")
+    rng = np.random.default_rng(0)
+    annotations = []
+    for k in range(2):
+        data = rng.integers(100, 4000, size=(7, 56, 56)).astype(np.uint16)
+        write_stack(root / f"s{k}.tif", data, z_step_um=1.0, pixel_size_um=0.24)
+        annotations.append(Annotation(f"s{k}.tif", 3, 1.0, 0.24))
+    write_annotations(root, annotations)
+    return root
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    messages: list[str] = []
+    monkeypatch.setattr("napari_zfocus._qt.inspection.show_error", messages.append)
+    monkeypatch.setattr("napari_zfocus._qt.inspection.show_warning", messages.append)
+    return messages
+
+
+def _idle() -> bool:
+    return QThreadPool.globalInstance().activeThreadCount() == 0
+
+
+def test_predict_displayed_slice_and_follow_z(make_napari_viewer, qtbot, tiny_model):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(1)
+    viewer.add_image(rng.random((4, 60, 60)).astype(np.float32), name="stack", scale=(1.0, 0.24, 0.24))
+    widget = InspectionWidget(viewer, model_path=tiny_model)
+    viewer.window.add_dock_widget(widget)
+    assert "12 um at 0.24 um/px" in widget.model_info.toPlainText()
+    assert "7 steps" in widget.model_info.toPlainText()
+    assert widget.layer_combo.currentText() == "stack"
+    assert widget.pixel_size.value() == pytest.approx(0.24)
+    widget.predict_button.click()
+    qtbot.waitUntil(lambda: widget.last_prediction is not None, timeout=5000)
+    pred = widget.last_prediction
+    assert widget.softmax.heights.shape == (N_BINS,)
+    np.testing.assert_allclose(widget.softmax.heights, pred.softmax)
+    assert widget.values["z"].text() == f"{pred.z_um:+.2f} um"
+    assert widget.values["bimodal"].text() in ("no", "YES (ambiguous)")
+    # Following the slider: a new slice gives a new prediction.
+    widget.follow_box.setChecked(True)
+    qtbot.waitUntil(lambda: widget.last_prediction is not pred, timeout=5000)
+    second = widget.last_prediction
+    viewer.dims.set_current_step(0, 3)
+    qtbot.waitUntil(lambda: widget.last_prediction is not second, timeout=5000)
+    qtbot.waitUntil(lambda: widget._predict_worker is None and _idle(), timeout=5000)
+
+
+def test_focus_map_layers_are_aligned_with_image(make_napari_viewer, qtbot, tiny_model):
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(2).random((130, 110)).astype(np.float32)
+    layer = viewer.add_image(image, name="field", scale=(0.24, 0.24), translate=(5.0, -3.0))
+    widget = InspectionWidget(viewer, model_path=tiny_model)
+    widget.compute_focus_map()
+    qtbot.waitUntil(lambda: "field" + Z_SUFFIX in viewer.layers, timeout=10000)
+    fmap = widget.focus_map
+    zlayer, clayer = viewer.layers["field" + Z_SUFFIX], viewer.layers["field" + CONF_SUFFIX]
+    assert zlayer.data.shape == fmap.shape == (2, 2)  # 50 px tiles in 130 x 110 px
+    np.testing.assert_allclose(zlayer.data, fmap.z_um, rtol=1e-6)
+    np.testing.assert_allclose(clayer.data, fmap.confidence, rtol=1e-6)
+    for lay in (zlayer, clayer):
+        np.testing.assert_allclose(lay.scale, [fmap.stride_px * 0.24] * 2)
+    # Every tile's centre lands on the image pixel at that tile's centre, in world units.
+    cy, cx = fmap.centres_px()
+    for i in range(2):
+        for j in range(2):
+            world_from_map = zlayer.data_to_world((i, j))
+            world_from_image = layer.data_to_world((cy[i], cx[j]))
+            np.testing.assert_allclose(world_from_map, world_from_image, atol=1e-9)
+    # The tile under a world point shows its softmax.
+    idx = widget.show_tile_at(zlayer.world_to_data(layer.data_to_world((cy[1], cx[0]))))
+    assert idx == (1, 0)
+    np.testing.assert_allclose(widget.softmax.heights, fmap.softmax[1, 0])
+    assert widget.show_tile_at((-5, 0)) is None
+    qtbot.waitUntil(_idle, timeout=5000)
+
+
+def test_evaluation_confusion_matrix_and_export(make_napari_viewer, qtbot, tiny_model, tiny_dataset, tmp_path):
+    viewer = make_napari_viewer()
+    widget = InspectionWidget(viewer, model_path=tiny_model)
+    widget.dataset_path.setText(str(tiny_dataset))
+    widget.baselines_box.setChecked(True)
+    widget.eval_button.click()
+    assert not widget.eval_button.isEnabled() and widget.eval_cancel.isEnabled()
+    qtbot.waitUntil(lambda: widget.result is not None, timeout=20000)
+    result = widget.result
+    assert result.metrics["n_images"] == 14
+    assert result.confusion.shape == (N_BINS, N_BINS)
+    rows = result.confusion.sum(axis=1)
+    np.testing.assert_allclose(rows[rows > 0], 1.0)  # P(predicted | true) per true bin
+    assert widget.metrics.columnCount() >= 7
+    methods = [widget.metrics.verticalHeaderItem(r).text() for r in range(widget.metrics.rowCount())]
+    assert methods[:2] == ["CNN", "CNN argmax"] and len(methods) > 2  # baselines beside the CNN
+    assert widget.metrics.item(0, 0).text() == "14"
+    assert widget.metrics.item(len(methods) - 1, 0).text() == "14"
+    assert [widget.plot_tabs.tabText(i) for i in range(widget.plot_tabs.count())] == [
+        "Confusion", "Error histogram", "Error vs true z"]
+    qtbot.waitUntil(lambda: widget.export_button.isEnabled(), timeout=5000)
+    written = widget.export(tmp_path / "out")
+    names = {p.name for p in written}
+    assert {"confusion.png", "confusion_matrix.csv", "metrics.csv"} <= names
+    assert (tmp_path / "out" / "metrics.csv").read_text().startswith("metric,CNN,CNN argmax")
+    qtbot.waitUntil(_idle, timeout=5000)
+
+
+def test_bad_input_is_notified_and_widget_stays_usable(
+    make_napari_viewer, qtbot, tiny_model, tmp_path, errors
+):
+    viewer = make_napari_viewer()
+    widget = InspectionWidget(viewer)
+    # Tampered model: flip bytes in the weights.
+    tampered = tmp_path / "tampered.zfm"
+    raw = bytearray(tiny_model.read_bytes())
+    raw[-20:-10] = bytes(10)
+    tampered.write_bytes(bytes(raw))
+    assert widget.load_model(tampered) is False
+    assert "tampered.zfm" in errors[-1]
+    assert widget.predictor is None
+    assert widget.load_model(tmp_path / "missing.zfm") is False and "missing.zfm" in errors[-1]
+    assert widget.load_model(tiny_model)
+    # Missing and empty dataset folders.
+    widget.dataset_path.setText(str(tmp_path / "nowhere"))
+    widget.evaluate()
+    assert "nowhere" in errors[-1]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    widget.dataset_path.setText(str(empty))
+    widget.evaluate()
+    qtbot.waitUntil(lambda: widget._eval_cancel is None, timeout=5000)
+    assert "empty" in errors[-1]
+    # Image smaller than the model's field; then an unknown pixel size only warns.
+    viewer.add_image(np.zeros((20, 20), np.float32), name="small")
+    widget.predict_current()
+    qtbot.waitUntil(lambda: widget._predict_worker is None, timeout=5000)
+    assert "unknown" in errors[-2] and "smaller" in errors[-1]
+    viewer.add_image(np.random.default_rng(0).random((64, 64)).astype(np.float32), name="big")
+    widget.layer_combo.setCurrentText("big")
+    widget.predict_current()
+    qtbot.waitUntil(lambda: widget.last_prediction is not None, timeout=5000)
+    qtbot.waitUntil(_idle, timeout=5000)
+
+
+def test_closing_viewer_during_evaluation_leaves_no_thread(make_napari_viewer, qtbot, tiny_model, tiny_dataset):
+    viewer = make_napari_viewer()
+    widget = InspectionWidget(viewer, model_path=tiny_model)
+    viewer.window.add_dock_widget(widget)
+    widget.dataset_path.setText(str(tiny_dataset))
+    widget.evaluate()
+    viewer.close()
+    qtbot.waitUntil(_idle, timeout=10000)
