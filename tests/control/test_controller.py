@@ -97,6 +97,25 @@ def test_microscope_limits_are_respected_too():
     assert ctrl.z_limits_um == (-10.0, 10.0)
 
 
+def test_travel_from_lock_point_is_limited():
+    """A confidently wrong model cannot run the stage away from where focus was locked."""
+    settings = ControllerSettings(max_travel_um=4.0, max_step_um=3.0)
+    ctrl, mic, _ = make([10.0] * 5, settings, limits=(-200.0, 200.0))
+    ctrl.lock(0.0)
+    reasons = [ctrl.step().reason for _ in range(5)]
+    assert mic.z == pytest.approx(4.0)
+    assert reasons[-1] == "at_limit"
+    assert ctrl.z_limits_um == (-4.0, 4.0)
+
+
+def test_travel_limit_can_be_disabled():
+    ctrl, mic, _ = make([10.0] * 5, ControllerSettings(max_travel_um=None), limits=(-200.0, 200.0))
+    ctrl.lock(0.0)
+    for _ in range(5):
+        ctrl.step()
+    assert mic.z == pytest.approx(15.0)
+
+
 @pytest.mark.parametrize(
     ("prediction", "reason"),
     [

@@ -78,6 +78,11 @@ class ControllerSettings:
     z_limits_um
         Absolute limits of the focus drive for the controller, or None for the
         microscope's own limits (the tighter of both applies).
+    max_travel_um
+        Largest distance from the stage position at which focus was locked (None: no
+        limit). Caps the damage of a model that is confidently wrong on an unfamiliar
+        sample: the stage cannot run away to the drive's end. The paper's 24 h run
+        drifted 40 um.
     min_confidence
         Hold when the prediction's confidence is below this.
     hold_on_bimodal
@@ -97,6 +102,7 @@ class ControllerSettings:
     smoothing: float = 0.0
     max_step_um: float = 3.0
     z_limits_um: tuple[float, float] | None = None
+    max_travel_um: float | None = 75.0
     min_confidence: float = 0.3
     hold_on_bimodal: bool = True
     max_failures: int = 5
@@ -116,6 +122,10 @@ class ControllerSettings:
             raise ZFocusError(f"max step must be a positive number of um, got {self.max_step_um}")
         if self.z_limits_um is not None and not self.z_limits_um[0] < self.z_limits_um[1]:
             raise ZFocusError(f"z limits must be increasing, got {self.z_limits_um}")
+        if self.max_travel_um is not None and not (
+            self.max_travel_um > 0 and math.isfinite(self.max_travel_um)
+        ):
+            raise ZFocusError(f"max travel must be a positive number of um, got {self.max_travel_um}")
         if not 0 <= self.min_confidence <= 1:
             raise ZFocusError(f"min confidence must be in [0, 1], got {self.min_confidence}")
         if self.max_failures < 1 or self.max_busy_frames < 1 or self.lock_frames < 1:
@@ -187,17 +197,25 @@ class FocusController:
         self.max_abs_move_um = 0.0
         self._busy_frames = 0
         self._focus_z: float | None = None  # smoothed absolute focus position
+        self._lock_stage_z: float | None = None  # stage z when focus was locked
         self._index = 0
 
     # -- limits -------------------------------------------------------------------
 
     @property
     def z_limits_um(self) -> tuple[float, float]:
-        """Effective limits: the tighter of the controller's and the microscope's."""
+        """Effective limits: the tightest of the controller's, the microscope's and the
+        travel window around the stage position at lock."""
         lo, hi = self.microscope.z_limits_um
         if self.settings.z_limits_um is not None:
             lo = max(lo, self.settings.z_limits_um[0])
             hi = min(hi, self.settings.z_limits_um[1])
+        travel = self.settings.max_travel_um
+        if travel is not None and self._lock_stage_z is not None and math.isfinite(
+            self._lock_stage_z
+        ):
+            lo = max(lo, self._lock_stage_z - travel)
+            hi = min(hi, self._lock_stage_z + travel)
         return float(lo), float(hi)
 
     # -- locking ------------------------------------------------------------------
@@ -232,6 +250,7 @@ class FocusController:
         if not math.isfinite(target_z_um):
             raise ZFocusError(f"cannot lock focus on {target_z_um!r}: not a finite number")
         self.locked_um = float(target_z_um)
+        self._lock_stage_z = stage_z
         self._focus_z = None
         self.failures = 0
         return self._record(
