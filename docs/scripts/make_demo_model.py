@@ -1,0 +1,42 @@
+"""Make the shipped demo model from a trained model file (float16 weights, ~4 MB).
+
+The demo model is the model of the accuracy benchmark: trained for 10 minutes with the
+``zfocus train`` defaults on 80 simulated stacks. Reproduce it with::
+
+    python benchmarks/bench_accuracy.py --minutes 10 --out _scratch/demo_full.zfm
+    python docs/scripts/make_demo_model.py _scratch/demo_full.zfm
+
+The second command stores the weights at half precision (the readout changes by far less
+than a bin) and records where the model came from in its metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from napari_zfocus.model.io import load_model, save_model
+
+DEMO = Path(__file__).resolve().parents[2] / "src" / "napari_zfocus" / "resources" / "demo_model.zfm"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="trained model file (.zfm)")
+    parser.add_argument("--out", type=Path, default=DEMO)
+    args = parser.parse_args()
+    loaded = load_model(args.model)
+    metadata = dict(loaded.metadata)
+    metadata["demo_model"] = {
+        "made_by": "docs/scripts/make_demo_model.py",
+        "source_model": args.model.name,
+        "weights": "float16",
+    }
+    save_model(args.out, loaded.net, loaded.config, metadata, weights_dtype=torch.float16)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

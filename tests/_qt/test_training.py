@@ -1,0 +1,159 @@
+"""The training dock: a tiny run to completion, Stop with a usable checkpoint, one run at a
+time, errors, and closing the viewer while training."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("torch")
+
+from napari_zfocus._qt.training import TrainingWidget  # noqa: E402
+from napari_zfocus.model.config import ModelConfig  # noqa: E402
+from napari_zfocus.model.training import TrainConfig  # noqa: E402
+from napari_zfocus.model.training_run import RunState  # noqa: E402
+from napari_zfocus.simulation import SimulationParams, simulate_dataset  # noqa: E402
+
+TINY = dict(field_um=12, pixel_size_um=0.24, conv_features=(4, 8), fc_features=32)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    params = SimulationParams(shape=(64, 64), n_slices=11)
+    simulate_dataset(folder, 4, seed=1, params=params)
+    return folder
+
+
+def _configs(out: Path, steps: int, **kw) -> tuple[ModelConfig, TrainConfig]:
+    tc = TrainConfig(out=out, steps=steps, batch=4, validation_every=5, checkpoint_every=1000,
+                     val_fraction=0.25, prefetch=False, threads=1, **kw)
+    return ModelConfig(**TINY), tc
+
+
+def _widget(make_napari_viewer, dataset: Path) -> TrainingWidget:
+    viewer = make_napari_viewer()
+    widget = TrainingWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.dataset_edit.setText(str(dataset))
+    return widget
+
+
+def test_tiny_run_to_completion_then_inspect(make_napari_viewer, qtbot, dataset, tmp_path):
+    widget = _widget(make_napari_viewer, dataset)
+    out = tmp_path / "m.zfm"
+    mc, tc = _configs(out, steps=6)
+    assert widget.start(model_config=mc, train_config=tc)
+    assert widget.run.state is RunState.RUNNING
+    assert not widget.start_button.isEnabled() and widget.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.run.state is RunState.DONE, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    assert not widget.run.cancelled
+    assert widget.run.model_path == out and out.is_file()
+    assert widget.run.history.steps[-1] == 6
+    assert widget.run.history.val_steps  # validation error plotted
+    assert "median |error|" in widget.metrics_label.text()
+    assert widget.inspect_button.isEnabled() and widget.start_button.isEnabled()
+    assert widget.plot.n_draws >= 1
+    from napari_zfocus.model.io import load_model
+
+    assert load_model(out).config.input_px == 50
+    try:
+        import napari_zfocus._qt.inspection  # noqa: F401
+    except ImportError:
+        return  # the inspection dock is not written yet: the rest is tested
+    before = len(widget.viewer.window.dock_widgets)
+    assert widget.inspect_model() is not None
+    assert len(widget.viewer.window.dock_widgets) == before + 1
+
+
+def test_stop_saves_a_loadable_checkpoint_and_resume(make_napari_viewer, qtbot, dataset, tmp_path):
+    from napari_zfocus.model.checkpoint import load_checkpoint
+    from napari_zfocus.model.io import load_model
+
+    widget = _widget(make_napari_viewer, dataset)
+    out = tmp_path / "m.zfm"
+    mc, tc = _configs(out, steps=100_000)
+    assert widget.start(model_config=mc, train_config=tc)
+    qtbot.waitUntil(lambda: widget.run.step >= 2, timeout=60_000)
+    # A second launch while one runs is refused (state machine + disabled button).
+    assert not widget.start(model_config=mc, train_config=tc)
+    assert not widget.start_button.isEnabled()
+    assert widget.stop()
+    assert widget.run.state is RunState.STOPPING
+    qtbot.waitUntil(lambda: widget.run.state is RunState.DONE, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    assert widget.run.cancelled
+    stopped_at = widget.run.step
+    assert 2 <= stopped_at < 100_000
+    state = load_checkpoint(widget.run.checkpoint_path)
+    assert state["step"] == stopped_at
+    load_model(out)  # the model written on Stop is usable
+    assert widget.resume_button.isEnabled()
+    # Resume continues from the checkpoint (the curve is kept).
+    mc, tc = _configs(out, steps=stopped_at + 2)
+    assert widget.start(resume=True, model_config=mc, train_config=tc)
+    qtbot.waitUntil(lambda: widget.run.state is RunState.DONE, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    assert widget.run.step == stopped_at + 2
+    assert widget.run.history.steps[0] == 1
+
+
+def test_bad_settings_show_error_and_widget_can_start_again(make_napari_viewer, qtbot, dataset, tmp_path):
+    widget = _widget(make_napari_viewer, dataset)
+    widget.dataset_edit.setText(str(tmp_path))  # no annotations.csv
+    assert not widget.start()
+    assert widget.run.state is RunState.IDLE
+    # A failure inside the worker (field larger than the images): failed, then startable.
+    widget.dataset_edit.setText(str(dataset))
+    mc = ModelConfig(field_um=60, pixel_size_um=0.24, conv_features=(4, 8), fc_features=32)
+    _, tc = _configs(tmp_path / "m.zfm", steps=3)
+    assert widget.start(model_config=mc, train_config=tc)
+    qtbot.waitUntil(lambda: widget.run.state is RunState.FAILED, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    assert widget.start_button.isEnabled()
+    assert "failed" in widget.status_label.text()
+
+
+def test_close_viewer_while_training(make_napari_viewer, qtbot, dataset, tmp_path):
+    from qtpy.QtCore import QThreadPool
+
+    before = set(threading.enumerate())
+    widget = _widget(make_napari_viewer, dataset)
+    mc, tc = _configs(tmp_path / "m.zfm", steps=100_000)
+    widget.start(model_config=mc, train_config=tc)
+    qtbot.waitUntil(lambda: widget.run.step >= 1, timeout=60_000)
+    widget.viewer.close()
+    assert widget._closed
+    assert QThreadPool.globalInstance().activeThreadCount() == 0
+    assert not [t for t in threading.enumerate() if t not in before and t.is_alive()
+                and not isinstance(t, threading._DummyThread)]
+    assert (tmp_path / "m.zfm.ckpt").is_file()  # stopped cleanly, with a checkpoint
+
+
+def test_loss_plot_redraws_at_most_every_interval(qtbot):
+    from napari_zfocus._qt._plot import LossPlot
+    from napari_zfocus.model.training_run import History
+
+    plot = LossPlot(min_interval_s=10.0)
+    qtbot.addWidget(plot)
+    history = History()
+    drawn = 0
+    for step in range(1, 201):  # a fast loop: 200 events in a few milliseconds
+        history.add_loss(step, 1.0 / step)
+        drawn += plot.show_history(history)
+    assert drawn == 1 and plot.n_draws == 1
+    assert plot.show_history(history, force=True)  # the final state is always drawn
+    assert list(plot.loss_line.get_xdata())[-1] == 200
+
+
+def test_opens_from_the_plugin_menu(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-zfocus", "Train z-position CNN")
+    assert isinstance(widget, TrainingWidget)
+    assert widget.run.state is RunState.IDLE
+    assert widget.field_spin.value() == 60.0 and widget.bin_spin.value() == 1.0  # paper defaults
+    assert "CPU" in widget.device_label.text() or "GPU" in widget.device_label.text()
