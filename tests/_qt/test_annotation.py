@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_zfocus._qt._viewer import text_overlay
 from napari_zfocus.data.annotation_session import StackState
 from napari_zfocus.simulation import SimulationParams, simulate_dataset
 
@@ -75,7 +76,7 @@ def test_mark_with_key_is_saved_and_restored_by_new_widget(make_napari_viewer, q
     assert _rows(folder)[0]["focus_index"] == "7"
     assert widget.counts_label.text() == "1 / 3 marked"
     widget.go_to_slice(9)
-    text = widget.viewer.text_overlay.text
+    text = text_overlay(widget.viewer).text
     assert "marked: slice 7 | this slice: +1.0 um from focus" in text
     assert widget.layer.name == "stack_000.tif \u2713 slice 7"
 

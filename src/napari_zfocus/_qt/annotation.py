@@ -43,6 +43,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_zfocus._qt._viewer import text_overlay
 from napari_zfocus.data import read_stack, write_stack
 from napari_zfocus.data.annotation_session import (
     AnnotationSession,
@@ -608,7 +609,7 @@ class AnnotationWidget(QWidget):
             return
         index = self.current_slice()
         entry = session.entry()
-        overlay = self.viewer.text_overlay
+        overlay = text_overlay(self.viewer)
         overlay.visible = True
         overlay.font_size = 12
         overlay.text = f"{entry.name}  [{session.counts_text()}]\n{session.overlay_text(index)}"

@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_zfocus._qt._viewer import text_overlay
 from napari_zfocus._qt._canvas import PlotCanvas, SoftmaxBars, TracePlot
 from napari_zfocus.control.controller import ControllerSettings
 from napari_zfocus.control.live_autofocus import LiveAutofocus, LiveOutput
@@ -657,7 +658,7 @@ class LiveAutofocusWidget(QWidget):
             lab["decision"].setText(f"{d.reason} {d.move_um:+.2f} um" if d.move_um else d.reason)
         elif not out.message:
             lab["decision"].setText("autofocus off")
-        overlay = self.viewer.text_overlay
+        overlay = text_overlay(self.viewer)
         if pred is None:
             lab["estimate"].setText("-")
             lab["confidence"].setText("-")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QThreadPool
 
+from napari_zfocus._qt._viewer import text_overlay
 from napari_zfocus._qt.live import LAYER_NAME, LiveAutofocusWidget
 from napari_zfocus.control.render import PatternRenderer
 from napari_zfocus.control.simulated import (
@@ -81,7 +82,7 @@ def test_live_view_with_model_file_updates_one_layer(make_napari_viewer, qtbot, 
     # The random tiny model still produces a softmax over its 41 bins: the bar shows it.
     assert widget.softmax.heights.shape == (41,)
     assert widget.softmax.heights.sum() == pytest.approx(1.0, abs=1e-6)
-    assert viewer.text_overlay.visible and "conf" in viewer.text_overlay.text
+    assert text_overlay(viewer).visible and "conf" in text_overlay(viewer).text
     assert widget.last_stats.fps > 0
     widget.start_button.click()  # stop
     assert not widget.is_live
