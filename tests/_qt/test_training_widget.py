@@ -157,3 +157,16 @@ def test_opens_from_the_plugin_menu(make_napari_viewer):
     assert widget.run.state is RunState.IDLE
     assert widget.field_spin.value() == 60.0 and widget.bin_spin.value() == 1.0  # paper defaults
     assert "CPU" in widget.device_label.text() or "GPU" in widget.device_label.text()
+
+
+def test_defaults_match_the_cli_and_paper_box_switches_to_the_paper(make_napari_viewer):
+    from napari_zfocus._qt.training import TrainingWidget
+    from napari_zfocus.model.config import ModelConfig
+
+    widget = TrainingWidget(make_napari_viewer())
+    assert widget.model_config() == ModelConfig.recommended()
+    widget.paper_box.setChecked(True)
+    cfg = widget.model_config()
+    assert (cfg.pixel_size_um, cfg.batchnorm) == (0.24, False)
+    widget.paper_box.setChecked(False)
+    assert widget.model_config() == ModelConfig.recommended()

@@ -90,7 +90,7 @@ class TrainingWidget(QWidget):
         from napari_zfocus.model.training import TrainConfig
 
         defaults = TrainConfig()
-        paper = ModelConfig()
+        start = ModelConfig.recommended()
         layout = QVBoxLayout(self)
 
         files = QGroupBox("Data and output")
@@ -103,13 +103,16 @@ class TrainingWidget(QWidget):
         form.addRow("model file", _with_browse(self.model_edit, self._choose_model_path))
         layout.addWidget(files)
 
-        net = QGroupBox("Network input and z-bins (paper defaults)")
+        net = QGroupBox("Network input and z-bins")
         form = QFormLayout(net)
-        self.field_spin = _float_spin(paper.field_um, 1, 1000, " um", 1)
-        self.pixel_spin = _float_spin(paper.pixel_size_um, 0.01, 10, " um", 3)
-        self.bin_spin = _float_spin(paper.bin_um, 0.1, 20, " um", 2)
-        self.zmin_spin = _float_spin(paper.z_min_um, -500, 0, " um", 1)
-        self.zmax_spin = _float_spin(paper.z_max_um, 0, 500, " um", 1)
+        self.field_spin = _float_spin(start.field_um, 1, 1000, " um", 1)
+        self.pixel_spin = _float_spin(start.pixel_size_um, 0.01, 10, " um", 3)
+        self.pixel_spin.setToolTip("paper: 0.24 um (60 nm pixels downsampled 4x)")
+        self.bin_spin = _float_spin(start.bin_um, 0.1, 20, " um", 2)
+        self.zmin_spin = _float_spin(start.z_min_um, -500, 0, " um", 1)
+        self.zmax_spin = _float_spin(start.z_max_um, 0, 500, " um", 1)
+        self.batchnorm_box = QCheckBox("batch-norm (not in the paper; trains faster)")
+        self.batchnorm_box.setChecked(start.batchnorm)
         form.addRow("field", self.field_spin)
         form.addRow("pixel size", self.pixel_spin)
         form.addRow("bin size", self.bin_spin)
@@ -118,6 +121,7 @@ class TrainingWidget(QWidget):
         zrow.addWidget(QLabel("to"))
         zrow.addWidget(self.zmax_spin)
         form.addRow("z range", zrow)
+        form.addRow(self.batchnorm_box)
         layout.addWidget(net)
 
         opt = QGroupBox("Training")
@@ -128,8 +132,8 @@ class TrainingWidget(QWidget):
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(0, 10_000_000)
         self.steps_spin.setSpecialValueText("no limit")
-        self.steps_spin.setValue(2000)
-        self.minutes_spin = _float_spin(60.0, 0, 100_000, " min", 1)
+        self.steps_spin.setValue(0)
+        self.minutes_spin = _float_spin(10.0, 0, 100_000, " min", 1)
         self.minutes_spin.setSpecialValueText("no limit")
         self.lr_spin = _float_spin(defaults.lr, 1e-7, 1.0, "", 6)
         self.seed_spin = QSpinBox()
@@ -216,14 +220,20 @@ class TrainingWidget(QWidget):
             self.lr_spin.setValue(PAPER_RECIPE["lr"])
             self.steps_spin.setValue(PAPER_RECIPE["steps"])
             self.minutes_spin.setValue(0)
+            paper = ModelConfig()
+            self.pixel_spin.setValue(paper.pixel_size_um)
+            self.batchnorm_box.setChecked(paper.batchnorm)
         else:
             from napari_zfocus.model.training import TrainConfig
 
             defaults = TrainConfig()
             self.batch_spin.setValue(defaults.batch)
             self.lr_spin.setValue(defaults.lr)
-            self.steps_spin.setValue(2000)
-            self.minutes_spin.setValue(60.0)
+            self.steps_spin.setValue(0)
+            self.minutes_spin.setValue(10.0)
+            start = ModelConfig.recommended()
+            self.pixel_spin.setValue(start.pixel_size_um)
+            self.batchnorm_box.setChecked(start.batchnorm)
 
     def model_config(self) -> ModelConfig:
         """The network settings from the form (raises :class:`ZFocusError` if impossible)."""
@@ -233,6 +243,7 @@ class TrainingWidget(QWidget):
             bin_um=self.bin_spin.value(),
             z_min_um=self.zmin_spin.value(),
             z_max_um=self.zmax_spin.value(),
+            batchnorm=self.batchnorm_box.isChecked(),
         )
 
     def train_config(self, resume: bool = False) -> TrainConfig:
@@ -429,7 +440,7 @@ class TrainingWidget(QWidget):
         for widget in (self.dataset_edit, self.model_edit, self.field_spin, self.pixel_spin,
                        self.bin_spin, self.zmin_spin, self.zmax_spin, self.batch_spin,
                        self.steps_spin, self.minutes_spin, self.lr_spin, self.seed_spin,
-                       self.paper_box):
+                       self.paper_box, self.batchnorm_box):
             widget.setEnabled(idle)
         self.status_label.setText(run.status_text())
         if run.state is RunState.DONE and run.model_path is not None:

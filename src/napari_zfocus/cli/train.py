@@ -37,7 +37,6 @@ TCMALLOC_CANDIDATES = (
 #: defaults, chosen for CPU budgets of minutes (see benchmarks/bench_accuracy.py): the
 #: 0.48 um/px grid costs 4x less per image than the paper's 0.24 (0.2 vs 0.8 s per step
 #: of 16 images on 2 idle cores, tcmalloc), and batch-norm tolerates the higher lr.
-CLI_MODEL_DEFAULTS = {"pixel_size_um": 0.48, "batchnorm": True}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -133,7 +132,7 @@ def _model_config(args: argparse.Namespace, ckpt_config: Any | None):
     if ckpt_config is not None:
         base = ckpt_config.to_dict()
     else:
-        base = {**ModelConfig().to_dict(), **CLI_MODEL_DEFAULTS}
+        base = ModelConfig.recommended().to_dict()
     given = {
         "bin_um": args.bin_um,
         "pixel_size_um": args.pixel_size_um,
