@@ -18,14 +18,13 @@ wheel       scroll through z (option; napari's Ctrl+wheel and arrow keys work to
 from __future__ import annotations
 
 import re
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QEvent, QObject, QThreadPool
+from qtpy.QtCore import QThreadPool
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -43,6 +42,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_zfocus._qt._lifecycle import CloseWatcher
 from napari_zfocus._qt._viewer import text_overlay
 from napari_zfocus.data import read_stack, write_stack
 from napari_zfocus.data.annotation_session import (
@@ -107,8 +107,7 @@ class AnnotationWidget(QWidget):
         self._set_wheel_scrolls_z(self.wheel_box.isChecked())
         # Stop workers when the main window closes (the dock is not always closed first).
         # The viewer may be npe2's public-only proxy, so the window is found through Qt.
-        self._window_filter = _CloseFilter(self.shutdown)
-        self._watched_window: Any = None
+        self._close_watcher = CloseWatcher(self.shutdown)
         self._refresh_all()
 
     # ------------------------------------------------------------------- layout
@@ -656,7 +655,7 @@ class AnnotationWidget(QWidget):
 
     # ---------------------------------------------------------------- workers
     def _start(self, worker: Any) -> None:
-        self._watch_window()  # docked by now: a button or key of the dock started this
+        self._close_watcher.watch(self)  # docked by now: a button or key of the dock started this
         self._workers.add(worker)
         worker.finished.connect(lambda: self._workers.discard(worker))
         worker.start()
@@ -680,17 +679,8 @@ class AnnotationWidget(QWidget):
             self.viewer.mouse_wheel_callbacks.remove(self._on_wheel)
         self._camera.mouse_zoom = self._zoom_before
 
-    def _watch_window(self) -> None:
-        """Watch the top-level window for Close (called once the dock is in place)."""
-        window = self.window()
-        watched = self._watched_window() if self._watched_window is not None else None
-        if window is not self and window is not watched:
-            window.installEventFilter(self._window_filter)
-            # A weak reference: the dock must never keep the main window (and its viewer) alive.
-            self._watched_window = weakref.ref(window)
-
     def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt name
-        self._watch_window()
+        self._close_watcher.watch(self)
         super().showEvent(event)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt name
@@ -710,19 +700,6 @@ class _KeyAction:
     def __call__(self, viewer: Any = None) -> None:
         if not self.widget._closed:
             getattr(self.widget, self.method)()
-
-
-class _CloseFilter(QObject):
-    """Calls ``on_close`` when the watched window receives a Close event."""
-
-    def __init__(self, on_close: Any) -> None:
-        super().__init__()
-        self._on_close = on_close
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt name
-        if event.type() == QEvent.Type.Close:
-            self._on_close()
-        return False
 
 
 def _size_spin(value: float) -> QDoubleSpinBox:

@@ -36,17 +36,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_zfocus._qt._viewer import text_overlay
 from napari_zfocus._qt._canvas import PlotCanvas, SoftmaxBars, TracePlot
+from napari_zfocus._qt._viewer import text_overlay
 from napari_zfocus.control.controller import ControllerSettings
 from napari_zfocus.control.live_autofocus import LiveAutofocus, LiveOutput
 from napari_zfocus.control.live_loop import LiveLoop, LiveResult, LiveStats
+from napari_zfocus.control.session import DEMO_MODEL
 from napari_zfocus.errors import ZFocusError
 
 if TYPE_CHECKING:
     import napari
 
-DEMO_MODEL = Path(__file__).resolve().parent.parent / "resources" / "demo_model.zfm"
 LAYER_NAME = "live"
 
 # GUI refresh budget: the layer follows every frame the timer sees; text and plots are
@@ -182,7 +182,7 @@ class LiveAutofocusWidget(QWidget):
         # Stop the loop thread when this widget goes away (dock closed, viewer closed).
         self.destroyed.connect(self._teardown)
 
-        if model_path is None and DEMO_MODEL.exists():
+        if model_path is None and DEMO_MODEL.is_file():
             model_path = DEMO_MODEL
         if model_path is not None:
             self.load_model(model_path)

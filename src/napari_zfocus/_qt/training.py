@@ -10,14 +10,12 @@ running, Resume only with a checkpoint) lives in the Qt-free
 
 from __future__ import annotations
 
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -34,6 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_zfocus._qt._lifecycle import CloseWatcher
 from napari_zfocus._qt._plot import LossPlot
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.config import ModelConfig
@@ -81,8 +80,7 @@ class TrainingWidget(QWidget):
         self._build_ui()
         # Stop workers when the main window closes (the dock is not always closed first).
         # The viewer may be npe2's public-only proxy, so the window is found through Qt.
-        self._window_filter = _CloseFilter(self.shutdown)
-        self._watched_window: Any = None
+        self._close_watcher = CloseWatcher(self.shutdown)
         self._on_model_path_changed()
 
     # ------------------------------------------------------------------ layout
@@ -331,7 +329,7 @@ class TrainingWidget(QWidget):
         )
         self.worker = worker
         self._refresh()
-        self._watch_window()  # docked by now: a button of the dock started this
+        self._close_watcher.watch(self)  # docked by now: a button of the dock started this
         worker.start()
         return True
 
@@ -473,35 +471,13 @@ class TrainingWidget(QWidget):
             self.progress_bar.close()
             self.progress_bar = None
 
-    def _watch_window(self) -> None:
-        """Watch the top-level window for Close (called once the dock is in place)."""
-        window = self.window()
-        watched = self._watched_window() if self._watched_window is not None else None
-        if window is not self and window is not watched:
-            window.installEventFilter(self._window_filter)
-            # A weak reference: the dock must never keep the main window (and its viewer) alive.
-            self._watched_window = weakref.ref(window)
-
     def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt name
-        self._watch_window()
+        self._close_watcher.watch(self)
         super().showEvent(event)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt name
         self.shutdown()
         super().closeEvent(event)
-
-
-class _CloseFilter(QObject):
-    """Calls ``on_close`` when the watched window receives a Close event."""
-
-    def __init__(self, on_close: Any) -> None:
-        super().__init__()
-        self._on_close = on_close
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt name
-        if event.type() == QEvent.Type.Close:
-            self._on_close()
-        return False
 
 
 def _device_text() -> str:

@@ -68,15 +68,27 @@ def run_headless(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_demo(viewer, model_path=None, *, start_live: bool = True):
+    """Dock the live-autofocus widget on a simulated microscope and start the live view.
+
+    Returns the widget. Separate from :func:`run_gui` so tests can drive it on a test
+    viewer.
+    """
+    from napari_zfocus._qt.live import LiveAutofocusWidget  # lazy: headless needs no Qt
+
+    widget = LiveAutofocusWidget(viewer, microscope=None, model_path=model_path)
+    viewer.window.add_dock_widget(widget, name="Live autofocus", area="right")
+    if start_live:
+        widget.start_live()
+    return widget
+
+
 def run_gui(args: argparse.Namespace) -> int:  # pragma: no cover - needs a display
     """napari with the live-autofocus dock on a simulated microscope."""
     import napari  # lazy: the headless path must not need Qt
 
-    from napari_zfocus._qt.live import LiveAutofocusWidget
-
     viewer = napari.Viewer(title="zfocus demo: live autofocus (simulated microscope)")
-    widget = LiveAutofocusWidget(viewer, microscope=None, model_path=args.model)
-    viewer.window.add_dock_widget(widget, name="Live autofocus", area="right")
+    build_demo(viewer, args.model)
     napari.run()
     return 0
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Every number in the README's Benchmarks section, measured in one go on a quiet machine.
+# Usage: bash benchmarks/run_all.sh [OUT_DIR]   (about 30 minutes on 2 CPU cores)
+# Results (JSON lines and logs) go to OUT_DIR (default _scratch/benchmarks).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-_scratch/benchmarks}
+mkdir -p "$out"
+py=${PYTHON:-python}
+log() { echo "== $* (load $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/log.txt"; }
+
+log "simulator speed"
+$py benchmarks/bench_simulator.py --repeats 5 2>&1 | tee "$out/simulator.txt"
+
+log "in-focus suggestion on 30 held-out simulated stacks"
+$py benchmarks/bench_suggest.py --n 30 --seed 1000 --json "$out/suggest.json" 2>&1 | tee "$out/suggest.txt"
+
+log "accuracy: 10-minute zfocus train on 80 simulated stacks, test on 30 others"
+$py benchmarks/bench_accuracy.py --minutes 10 --out "$out/model.zfm" 2>&1 | tee "$out/accuracy.txt"
+zfocus eval "$out/model.zfm" _scratch/sim_test30 --json --baselines --plots "$out/eval" 2>/dev/null \
+  | tail -n 1 > "$out/eval.json"
+
+log "live path speed: trained model and the paper-default CNN (0.24 um/px, 250 px)"
+zfocus bench "$out/model.zfm" --json | tail -n 1 > "$out/bench_model.json"
+$py - "$out/paper_cnn.zfm" <<'PY'
+import sys
+from napari_zfocus.model.config import ModelConfig
+from napari_zfocus.model.io import save_model
+from napari_zfocus.model.network import build_network
+cfg = ModelConfig()
+save_model(sys.argv[1], build_network(cfg), cfg, {"note": "untrained, for speed only"})
+PY
+zfocus bench "$out/paper_cnn.zfm" --json | tail -n 1 > "$out/bench_paper_cnn.json"
+zfocus bench "$out/paper_cnn.zfm" --json --compile | tail -n 1 > "$out/bench_paper_cnn_compile.json"
+
+log "the paper's 24 h experiment in simulation (demo model = the accuracy model at float16)"
+$py docs/scripts/make_demo_model.py "$out/model.zfm"
+zfocus live --simulate --hours 24 --drift-um 40 --json --csv "$out/live24h.csv" | tail -n 1 > "$out/live24h.json"
+
+log "live loop with the GUI running (Xvfb)"
+xvfb-run -a -s "-screen 0 1600x1000x24" $py benchmarks/bench_live_gui.py --seconds 10 \
+  --model src/napari_zfocus/resources/demo_model.zfm 2>&1 | tee "$out/live_gui.txt"
+log "done"
