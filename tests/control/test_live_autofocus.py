@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from _control_fakes import FakeMicroscope
 
 from napari_zfocus.control.controller import ControllerSettings
 from napari_zfocus.control.live_autofocus import LiveAutofocus
@@ -34,37 +35,18 @@ class TruthPredictor:
         return FakePrediction(float(image[0, 1]) - 1000.0)
 
 
-class OffsetScope:
+class OffsetScope(FakeMicroscope):
     """Sample in focus at z = 5 um; the stage starts at 0 (5 um defocus)."""
 
-    pixel_size_um = 0.24
-    z_limits_um = (-50.0, 50.0)
-
     def __init__(self) -> None:
-        self.z = 0.0
+        super().__init__(limits=(-50.0, 50.0))
         self.sample_z = 5.0
-        self.t = 0.0
 
     def snap(self) -> Frame:
         self.t += 0.05
         image = np.zeros((4, 4), np.float32)
         image[0, 1] = 1000.0 + self.sample_z - self.z
         return Frame(image, self.t, self.z, {"sample_z_um": self.sample_z})
-
-    def get_z(self) -> float:
-        return self.z
-
-    def move_z_to(self, z_um: float) -> None:
-        self.z = z_um
-
-    def move_z_by(self, dz_um: float) -> None:
-        self.z += dz_um
-
-    def is_busy(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
 
 
 def test_autofocus_off_never_moves_even_when_locked() -> None:

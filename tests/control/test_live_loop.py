@@ -7,19 +7,17 @@ import time
 
 import numpy as np
 import pytest
+from _control_fakes import FakeMicroscope
 
 from napari_zfocus.control.live_loop import LatestSlot, LiveLoop
 from napari_zfocus.control.microscope import Frame
 
 
-class FakeScope:
-    """Minimal Microscope: counts snaps, records the thread that snapped."""
-
-    pixel_size_um = 0.24
-    z_limits_um = (-100.0, 100.0)
+class FakeScope(FakeMicroscope):
+    """The controller tests' fake, counting snaps and recording the thread that snapped."""
 
     def __init__(self, n_max: int | None = None, fail_at: int | None = None) -> None:
-        self.z = 0.0
+        super().__init__()
         self.n = 0
         self.n_max = n_max
         self.fail_at = fail_at
@@ -31,21 +29,6 @@ class FakeScope:
             raise RuntimeError("camera unplugged")
         self.n += 1
         return Frame(np.full((4, 4), self.n, np.uint16), time.perf_counter(), self.z)
-
-    def get_z(self) -> float:
-        return self.z
-
-    def move_z_to(self, z_um: float) -> None:
-        self.z = z_um
-
-    def move_z_by(self, dz_um: float) -> None:
-        self.z += dz_um
-
-    def is_busy(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
 
 
 def _run_in_thread(loop: LiveLoop) -> tuple[threading.Thread, list]:
