@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny import TINY
 
 from napari_zfocus.cli import main
 from napari_zfocus.cli.bench import FRAME_SHAPE
@@ -14,14 +15,6 @@ from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.io import save_model
 from napari_zfocus.model.network import build_network
 
-TINY = dict(
-    field_um=12.0,
-    pixel_size_um=0.24,
-    conv_features=(4, 8),
-    fc_features=32,
-    z_min_um=-5.0,
-    z_max_um=5.0,
-)
 KEYS = {
     "frames_per_second",
     "latency_ms_p50",

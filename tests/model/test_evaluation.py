@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _tiny import TINY
 
 from napari_zfocus.model.baselines import (
     fit_profile_mapping,
@@ -24,15 +25,6 @@ from napari_zfocus.model.evaluation import (
 )
 from napari_zfocus.model.inference import Prediction
 from napari_zfocus.model.plots import save_evaluation_plots, training_curves
-
-TINY = dict(
-    field_um=12.0,
-    pixel_size_um=0.24,
-    conv_features=(4, 8),
-    fc_features=32,
-    z_min_um=-5.0,
-    z_max_um=5.0,
-)
 
 
 def test_metrics_on_known_errors() -> None:

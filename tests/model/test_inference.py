@@ -7,21 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _tiny import TINY
 
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.inference import FocusMap, Prediction, Predictor
 from napari_zfocus.model.io import save_model
 from napari_zfocus.model.network import build_network
-
-TINY = dict(
-    field_um=12.0,
-    pixel_size_um=0.24,
-    conv_features=(4, 8),
-    fc_features=32,
-    z_min_um=-5.0,
-    z_max_um=5.0,
-)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny import TINY
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -15,15 +16,6 @@ from napari_zfocus.errors import ModelFileError
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.io import FORMAT_VERSION, load_model, read_model_info, save_model
 from napari_zfocus.model.network import build_network
-
-TINY = dict(
-    field_um=12.0,
-    pixel_size_um=0.24,
-    conv_features=(4, 8),
-    fc_features=32,
-    z_min_um=-5.0,
-    z_max_um=5.0,
-)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _tiny import TINY
 
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.config import ModelConfig
@@ -15,15 +16,6 @@ from napari_zfocus.model.preprocess import (
     prepare,
     prepare_batch,
     resample,
-)
-
-TINY = dict(
-    field_um=12.0,
-    pixel_size_um=0.24,
-    conv_features=(4, 8),
-    fc_features=32,
-    z_min_um=-5.0,
-    z_max_um=5.0,
 )
 
 

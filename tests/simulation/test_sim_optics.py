@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sim_helpers import cell_mask, make_scene
 
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.simulation import Optics, OpticsParams, Renderer, render_planes
 from napari_zfocus.simulation.optics import source_points
-
-from sim_helpers import cell_mask, make_scene
 
 Z = np.arange(-8.0, 8.01, 0.5)
 OPTICS = OpticsParams(n_source_points=12, margin_um=4.0)
