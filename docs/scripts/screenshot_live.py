@@ -66,9 +66,8 @@ def main() -> None:
     run_for(6.0)
     widget.loop.submit(lambda: widget.microscope.move_z_by(4.0))  # bump the focus drive
     run_for(10.0)
-    widget.trace.refresh()
-    widget.trace_canvas.draw()
-    widget.softmax_canvas.draw()
+    widget.trace.repaint()
+    widget.softmax.repaint()
     run_for(0.5)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(OUT), canvas_only=False, flash=False)

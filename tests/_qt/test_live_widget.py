@@ -187,3 +187,39 @@ def test_live_over_pymmcore_core(make_napari_viewer, qtbot, scope):
     finally:
         core.unloadAllDevices()
         del core
+
+
+def test_live_plots_paint_their_data(qtbot) -> None:
+    """The QPainter plots draw bars where the probability is and a line per series."""
+    from qtpy.QtGui import QColor
+
+    from napari_zfocus._qt._canvas import ACCENT, BACKGROUND
+    from napari_zfocus._qt._live_plots import SoftmaxStrip, TraceView, nice_ticks
+
+    strip = SoftmaxStrip(90)
+    qtbot.addWidget(strip)
+    strip.resize(300, 90)
+    centres = np.arange(-20.0, 21.0)
+    probs = np.zeros(41)
+    probs[30] = 1.0  # all mass at +10 um
+    strip.set(probs, centres, 10.0)
+    image = strip.grab().toImage()
+    rect = strip.plot_rect()
+    (x_peak,), (y_mid,) = strip.to_px(np.array([10.0]), np.array([0.35]), rect)
+    (x_empty,), _ = strip.to_px(np.array([-7.0]), np.array([0.5]), rect)  # off the grid
+    assert image.pixelColor(int(x_peak) + 2, int(y_mid)) == QColor(ACCENT)
+    assert image.pixelColor(int(x_empty), int(y_mid)) == QColor(BACKGROUND)
+
+    trace = TraceView(("a", "b"), max_points=5)
+    qtbot.addWidget(trace)
+    for t in range(8):
+        trace.append(t, t * 1.0, np.nan if t == 3 else -t)
+    assert len(trace) == 5  # bounded history
+    trace.refresh()
+    assert trace.x_range == (3.0, 7.0)
+    assert trace.y_range[0] < -7.0 and trace.y_range[1] > 7.0
+    trace.resize(300, 170)
+    trace.grab()  # paints NaN gaps without error
+    assert trace.n_paints >= 1
+    assert list(nice_ticks(0.0, 10.0, 5)) == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    assert list(nice_ticks(-0.3, 0.3, 3)) == pytest.approx([-0.2, 0.0, 0.2])

@@ -36,9 +36,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_zfocus._qt._canvas import PlotCanvas, SoftmaxBars, TracePlot
+from napari_zfocus._qt._live_plots import SoftmaxStrip, TraceView
 from napari_zfocus._qt._viewer import text_overlay
 from napari_zfocus.control.controller import ControllerSettings
+from napari_zfocus.control.display_pacer import DisplayPacer
 from napari_zfocus.control.live_autofocus import LiveAutofocus, LiveOutput
 from napari_zfocus.control.live_loop import LiveLoop, LiveResult, LiveStats
 from napari_zfocus.control.session import DEMO_MODEL
@@ -49,10 +50,12 @@ if TYPE_CHECKING:
 
 LAYER_NAME = "live"
 
-# GUI refresh budget: the layer follows every frame the timer sees; text and plots are
-# rate-limited because matplotlib and vispy text are far slower than a texture upload.
+# GUI refresh: the display pacer decides how often a frame is shown (keeping the GUI
+# thread within its CPU budget); text and plots are refreshed less often than frames.
 POLL_INTERVAL_MS = 15
-TEXT_INTERVAL_S = 0.1
+#: Labels and the on-image text: a label change repaints the window around the canvas
+#: and new overlay text is laid out again, so both follow the frames at most 4 times/s.
+TEXT_INTERVAL_S = 0.25
 SOFTMAX_INTERVAL_S = 0.2
 TRACE_INTERVAL_S = 0.5
 #: The demo microscope runs its clock 60x real time: one simulated minute per second, so
@@ -176,6 +179,7 @@ class LiveAutofocusWidget(QWidget):
         self.last_stats: LiveStats | None = None
 
         self._build_ui()
+        self.pacer = DisplayPacer()
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.timeout.connect(self._poll)
@@ -261,15 +265,10 @@ class LiveAutofocusWidget(QWidget):
             self.labels[key] = value
         layout.addWidget(readout)
 
-        self.softmax_canvas = PlotCanvas(110)
-        self.softmax = SoftmaxBars(self.softmax_canvas, title="", autoscale=False)
-        layout.addWidget(self.softmax_canvas)
-        self.trace_canvas = PlotCanvas(170)
-        self.trace = TracePlot(
-            self.trace_canvas, ("stage z", "estimated sample z", "true sample z (sim)"),
-            max_points=3000,
-        )
-        layout.addWidget(self.trace_canvas)
+        self.softmax = SoftmaxStrip(90)
+        layout.addWidget(self.softmax)
+        self.trace = TraceView(("stage z", "estimated sample z", "true sample z (sim)"), max_points=3000)
+        layout.addWidget(self.trace)
 
         self.save_log_button = QPushButton("Save decision log (CSV)...")
         self.save_log_button.clicked.connect(self._choose_log_path)
@@ -443,9 +442,10 @@ class LiveAutofocusWidget(QWidget):
         self._t0 = None
         self._gui_updates = 0
         self._gui_window.clear()
+        self.pacer.reset()
         self.trace.clear()
         self.loop.arm()  # commands sent before the thread starts are queued for it
-        worker = create_worker(self.loop.run, _progress={"desc": "Live autofocus"}, _ignore_errors=True)
+        worker = create_worker(self.loop.run, _ignore_errors=True)
         worker.yielded.connect(self._on_stats)
         worker.errored.connect(self._on_worker_error)
         worker.finished.connect(self._guarded(self._on_loop_finished, worker))
@@ -601,10 +601,17 @@ class LiveAutofocusWidget(QWidget):
         loop = self.loop
         if loop is None:
             return
+        # Leave the slot alone until the pacer allows a show: the loop keeps overwriting
+        # it, so what is finally shown is the newest frame, and the GUI thread stays
+        # within its CPU budget instead of slowing the autofocus loop (GIL, cores).
+        now = time.perf_counter()
+        if not self.pacer.due(now):
+            return
         result = loop.slot.take()
         if result is None:
             return
         self._show(result)
+        self.pacer.shown(now, time.thread_time())
 
     def _ensure_layer(self, image: np.ndarray) -> None:
         px = float(getattr(self.microscope, "pixel_size_um", 1.0) or 1.0)
@@ -638,13 +645,12 @@ class LiveAutofocusWidget(QWidget):
         pred = out.prediction
         if pred is not None:
             self.softmax.set(pred.softmax, pred.bin_centres_um, pred.z_um)
-            self.softmax_canvas.request_draw(SOFTMAX_INTERVAL_S)
-        if self.trace_canvas.draw_due(TRACE_INTERVAL_S):
-            self.trace.refresh()  # push the history into the lines only when drawing
-            self.trace_canvas.draw()
+            self.softmax.request_update(SOFTMAX_INTERVAL_S)
+        self.trace.request_update(TRACE_INTERVAL_S)
         if now - self._last_text >= TEXT_INTERVAL_S:
             self._last_text = now
             self._update_text(out)
+            self._update_overlay(out)
         if out.message:
             self.labels["decision"].setText(out.message[:60])
 
@@ -658,15 +664,22 @@ class LiveAutofocusWidget(QWidget):
             lab["decision"].setText(f"{d.reason} {d.move_um:+.2f} um" if d.move_um else d.reason)
         elif not out.message:
             lab["decision"].setText("autofocus off")
-        overlay = text_overlay(self.viewer)
         if pred is None:
             lab["estimate"].setText("-")
             lab["confidence"].setText("-")
-            overlay.text = f"no estimate: {out.message[:50]}"
         else:
             flag = "  BIMODAL" if pred.bimodal else ""
             lab["estimate"].setText(f"{pred.z_um:+.2f} um")
             lab["confidence"].setText(f"{pred.confidence:.2f}{flag}")
+
+    def _update_overlay(self, out: LiveOutput) -> None:
+        """The estimate written on the image (a vispy text re-layout: not every frame)."""
+        pred = out.prediction
+        overlay = text_overlay(self.viewer)
+        if pred is None:
+            overlay.text = f"no estimate: {out.message[:50]}"
+        else:
+            flag = "  BIMODAL" if pred.bimodal else ""
             lock = "" if math.isnan(out.locked_um) else f"   lock {out.locked_um:+.2f} um"
             af = "   AF on" if out.autofocus else ""
             overlay.text = f"z {pred.z_um:+.2f} um   conf {pred.confidence:.2f}{flag}{lock}{af}"
