@@ -54,6 +54,18 @@ def test_cli_writes_dataset(tmp_path, capsys):
         assert ds.open_stack(a).data.shape == (11, 48, 48)
 
 
+def test_cli_grow_hours_records_the_growth_per_stack(tmp_path):
+    out = tmp_path / "grown"
+    rc = main(["simulate", str(out), "--stacks", "2", "--slices", "5", "--size", "48",
+               "--cells", "5", "--grow-hours", "2,3", "--source-points", "4", "--quiet"])
+    assert rc == 0
+    for a in read_dataset(out).annotations:
+        assert 2.0 <= float(a.extra["grow_hours"]) <= 3.0
+    with pytest.raises(SystemExit) as exc:  # argparse: usage line and exit code 2
+        main(["simulate", str(tmp_path / "bad"), "--grow-hours", "3,1", "--quiet"])
+    assert exc.value.code == 2
+
+
 def test_cli_user_errors_exit_2(tmp_path, capsys):
     (tmp_path / "annotations.csv").write_text("stack,focus_index,z_step_um,pixel_size_um\n")
     assert main(["simulate", str(tmp_path), "--stacks", "1", "--quiet"]) == 2

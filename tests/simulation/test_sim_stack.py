@@ -72,6 +72,23 @@ def test_ceiling_fraction_knob_moves_cells_to_the_ceiling(small_params):
     assert s1.cells.z.mean() > s0.cells.z.mean() + 1.0
 
 
+def test_grow_hours_turns_seeded_cells_into_a_colony(small_params):
+    # A 38 um field (the small default field is narrower than a few hours of flow).
+    seeded = dataclasses.replace(small_params, n_cells=10.0, shape=(160, 160), n_slices=3)
+    grown = dataclasses.replace(seeded, grow_hours=(4.0, 5.0))
+    a = simulate_stack(seeded, seed=5)
+    b = simulate_stack(grown, seed=5)
+    again = simulate_stack(grown, seed=5)
+    assert "grow_hours" not in a.drawn  # no growth asked for: nothing extra drawn
+    assert 4.0 <= b.drawn["grow_hours"] <= 5.0
+    # About two doublings of uncrowded cells: more cells, some of them budding.
+    assert b.scene.n_in_field() > 1.5 * a.scene.n_in_field()
+    assert (b.scene.cells.bud > 0).any()
+    np.testing.assert_array_equal(b.data, again.data)  # still deterministic
+    # The knobs drawn before growth are the same: growth is drawn last.
+    assert all(b.drawn[k] == a.drawn[k] for k in ("condenser_na", "photons", "ceiling_fraction"))
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -82,6 +99,7 @@ def test_ceiling_fraction_knob_moves_cells_to_the_ceiling(small_params):
         dict(condenser_na=1.4),
         dict(n_cells=(30.0, 10.0)),
         dict(pixel_size_um=0.0),
+        dict(grow_hours=-1.0),
     ],
 )
 def test_bad_parameters_raise_zfocus_error(change):

@@ -1,9 +1,10 @@
-"""Small matplotlib canvases for the inspection and live docks.
+"""Small matplotlib canvases for the inspection and training docks.
 
-Plots are embedded with ``FigureCanvasQTAgg`` and styled like napari's dark theme. Live
-plots never redraw more often than they must: artists are created once and only their
-data change, and :meth:`PlotCanvas.request_draw` rate-limits the (expensive) redraw so a
-50 frames/s stream cannot starve the GUI thread. The limit adapts to the machine: a redraw
+Plots are embedded with ``FigureCanvasQTAgg`` and styled like napari's dark theme. They
+never redraw more often than they must: artists are created once and only their data
+change, and :meth:`PlotCanvas.request_draw` rate-limits the (expensive) redraw so a fast
+stream of updates cannot starve the GUI thread (the live dock, which follows a camera,
+uses the cheaper QPainter plots of :mod:`napari_zfocus._qt._live_plots`). The limit adapts to the machine: a redraw
 that took ``d`` seconds is not repeated for ``DUTY_FACTOR * d`` seconds, so plots use at
 most ~1/DUTY_FACTOR of the GUI thread even when drawing is slow (a loaded CPU).
 """
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
-from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -156,79 +155,3 @@ class SoftmaxBars:
         else:
             self._marker.set_visible(False)
         self.heights = probs
-
-
-class TracePlot:
-    """Bounded time series on one axes (the live Fig. 6-style trace).
-
-    Parameters
-    ----------
-    canvas
-        Where to draw.
-    labels
-        One line per label, in :data:`COLOURS` order.
-    max_points
-        History length; older points are dropped.
-    ylabel, xlabel
-        Axis labels.
-    """
-
-    def __init__(
-        self,
-        canvas: PlotCanvas,
-        labels: Sequence[str],
-        *,
-        max_points: int = 3000,
-        ylabel: str = "z (um)",
-        xlabel: str = "time (s)",
-    ) -> None:
-        self.canvas = canvas
-        self.ax = canvas.add_axes()
-        self.ax.set_xlabel(xlabel, fontsize=8)
-        self.ax.set_ylabel(ylabel, fontsize=8)
-        self.t: deque[float] = deque(maxlen=max_points)
-        self.values: list[deque[float]] = [deque(maxlen=max_points) for _ in labels]
-        styles = ("-", "-", "--", ":")
-        self.lines = [
-            self.ax.plot([], [], styles[i % 4], color=COLOURS[i % 4], label=lab, linewidth=1.2)[0]
-            for i, lab in enumerate(labels)
-        ]
-        # Above the axes, in one row: it never hides the start of the trace.
-        legend = self.ax.legend(
-            loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=len(labels), fontsize=7,
-            facecolor=BACKGROUND, edgecolor=BACKGROUND, borderaxespad=0.2,
-        )
-        for text in legend.get_texts():
-            text.set_color(FOREGROUND)
-        self.canvas.figure.tight_layout()
-
-    def append(self, t: float, *values: float) -> None:
-        """Add one sample (NaN values leave a gap)."""
-        self.t.append(float(t))
-        for store, v in zip(self.values, values):
-            store.append(float(v))
-
-    def clear(self) -> None:
-        """Forget the history."""
-        self.t.clear()
-        for store in self.values:
-            store.clear()
-        self.refresh()
-
-    def __len__(self) -> int:
-        return len(self.t)
-
-    def refresh(self) -> None:
-        """Push the history into the lines and rescale (no redraw)."""
-        t = np.fromiter(self.t, float, len(self.t))
-        for line, store in zip(self.lines, self.values):
-            line.set_data(t, np.fromiter(store, float, len(store)))
-        if t.size:
-            finite = np.concatenate([np.fromiter(s, float, len(s)) for s in self.values])
-            finite = finite[np.isfinite(finite)]
-            lo_t, hi_t = float(t[0]), float(t[-1])
-            self.ax.set_xlim(lo_t, hi_t if hi_t > lo_t else lo_t + 1.0)
-            if finite.size:
-                lo, hi = float(finite.min()), float(finite.max())
-                pad = max(0.5, 0.1 * (hi - lo))
-                self.ax.set_ylim(lo - pad, hi + pad)

@@ -8,7 +8,7 @@ one slice at a time), computes suggestions in a worker and binds the keys:
 
 ==========  ==============================================
 ``f``       mark the current slice as in focus
-``Enter``   confirm the suggestion (also ``c`` when no layer shortcut takes it)
+``Enter``   confirm the suggestion
 ``n``       next unmarked stack
 ``u``       undo (also ``Ctrl-Z``)
 wheel       scroll through z (option; napari's Ctrl+wheel and arrow keys work too)
@@ -65,8 +65,8 @@ _STATE_LOOK = {
 #: Keys bound on the viewer while the widget lives: key -> method name.
 _KEYS = {
     "f": "mark_current_slice",
+    # Not "c": napari's image layers use it for auto-contrast, and layer keys win.
     "Enter": "confirm_suggestion",
-    "c": "confirm_suggestion",
     "n": "next_unmarked",
     "u": "undo",
     "Control-Z": "undo",

@@ -58,6 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--photons", type=_range, default=(1000.0, 8000.0),
                    help="background electrons per pixel (brightness / SNR), per stack "
                         "(default 1000,8000)")
+    p.add_argument("--grow-hours", type=_range, default=0.0,
+                   help="let the colony grow (budding, crowding, flow) this many hours before "
+                        "imaging, per stack, e.g. 0,24 for time-lapse-like data (default 0)")
     p.add_argument("--source-points", type=int, default=16,
                    help="condenser source points (more = smoother far-defocus blur, slower; "
                         "default 16)")
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         shape=(args.size, args.size),
         focus_index=args.focus_index,
         n_cells=args.cells,
+        grow_hours=args.grow_hours,
         ceiling_fraction=args.ceiling_fraction,
         condenser_na=args.condenser_na,
         photons=args.photons,
