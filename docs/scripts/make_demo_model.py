@@ -1,13 +1,11 @@
 """Make the shipped demo model from a trained model file (float16 weights, ~4 MB).
 
-The demo model is the model of the accuracy benchmark: trained for 10 minutes with the
-``zfocus train`` defaults on 80 simulated stacks. Reproduce it with::
+``docs/scripts/make_demo_model.sh`` runs the whole recipe: simulate 400 stacks (240
+freshly seeded fields, 160 colonies grown for 0-24 h), train, then this script, which
+stores the weights at half precision (the readout changes by far less than a bin) and
+records where the model came from in its metadata::
 
-    python benchmarks/bench_accuracy.py --minutes 10 --out _scratch/demo_full.zfm
-    python docs/scripts/make_demo_model.py _scratch/demo_full.zfm
-
-The second command stores the weights at half precision (the readout changes by far less
-than a bin) and records where the model came from in its metadata.
+    python docs/scripts/make_demo_model.py _scratch/demo_model/demo_full.zfm
 """
 
 from __future__ import annotations
