@@ -89,3 +89,17 @@ def test_viewer_open_uses_the_physical_scale(make_napari_viewer, tmp_path: Path)
     assert len(layers) == 1
     assert tuple(layers[0].scale) == pytest.approx((1.0, 0.24, 0.24))
     assert layers[0].metadata["z_step_um"] == 1.0
+
+
+def test_multi_position_file_opens_one_layer_per_series(tmp_path: Path) -> None:
+    path = tmp_path / "positions.tif"
+    rng = np.random.default_rng(1)
+    stacks = [rng.integers(100, 4000, (5, 16, 20), dtype=np.uint16) for _ in range(3)]
+    with tifffile.TiffWriter(path) as tif:  # three series of the same shape
+        for s in stacks:
+            tif.write(s, metadata={"axes": "ZYX"})
+    layers = get_reader(str(path))(str(path))
+    assert [kw["name"] for _, kw, _ in layers] == [f"positions [series {i}]" for i in range(3)]
+    for (data, _, kind), expected in zip(layers, stacks, strict=True):
+        assert kind == "image"
+        np.testing.assert_array_equal(np.asarray(data), expected)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_zfocus.data.stack import TIFF_SUFFIXES, ZStack, read_stack, tiff_files_in
+from napari_zfocus.data.stack import TIFF_SUFFIXES, ZStack, read_stack, stack_series, tiff_files_in
 from napari_zfocus.errors import StackError, describe
 
 LayerData = tuple[Any, dict[str, Any], str]
@@ -42,15 +42,20 @@ def get_reader(path: PathLike | Sequence[PathLike]) -> Callable[[Any], list[Laye
 
 
 def read_stack_layers(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
-    """Read one stack into napari layer data with its physical scale.
+    """Read one stack (one layer per series of a multi-position file) into napari layer
+    data with its physical scale.
 
     Unknown z-step or pixel size count as 1 in the scale (napari's default) and as
     ``None`` in the metadata, so a widget can ask the user for them.
     """
     if isinstance(path, (list, tuple)):
         path = path[0]
-    stack = read_stack(path)
-    return [stack_layer_data(stack)]
+    series = stack_series(path)
+    if len(series) == 1:
+        return [stack_layer_data(read_stack(path))]
+    # Several same-shape series (stage positions): one layer each, named by series.
+    name = _layer_name(Path(path))
+    return [stack_layer_data(read_stack(path, series=i), name=f"{name} [series {i}]") for i in series]
 
 
 def stack_layer_data(stack: ZStack, name: str | None = None) -> LayerData:

@@ -47,3 +47,20 @@ def test_bad_file_exits_2(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert err.startswith("zfocus suggest: error: ") and "bad.tif" in err
     assert len(err.splitlines()) == 1
+
+
+def test_multi_position_file_needs_series(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "positions.tif"
+    _dip_stack(tmp_path / "one.tif")
+    import tifffile
+
+    data = tifffile.imread(tmp_path / "one.tif")
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(data[::-1], metadata={"axes": "ZYX"})  # focus at 14 - 7 = 7 too
+        tif.write(np.roll(data, 3, axis=0), metadata={"axes": "ZYX"})  # focus moved to 10
+    assert main(["suggest", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "positions.tif" in err and "series" in err
+    assert main(["suggest", str(path), "--series", "1", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["focus_index"] == 10

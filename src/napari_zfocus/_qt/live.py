@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_zfocus._qt._lifecycle import CloseWatcher
 from napari_zfocus._qt._live_plots import SoftmaxStrip, TraceView
 from napari_zfocus._qt._viewer import text_overlay
 from napari_zfocus.control.controller import ControllerSettings
@@ -170,6 +171,8 @@ class LiveAutofocusWidget(QWidget):
         self.worker: Any = None
         self.layer: Any = None
         self._teardown = _Teardown()
+        # Docks get no closeEvent when the viewer closes; watch the main window instead.
+        self._close_watcher = CloseWatcher(self.shutdown)
         self._messages: deque[tuple[str, str]] = deque()  # (kind, text) from the loop thread
         self._gui_updates = 0
         self._gui_window: deque[tuple[float, float]] = deque(maxlen=200)  # (t, latency)
@@ -399,6 +402,7 @@ class LiveAutofocusWidget(QWidget):
         """Start live view (builds the simulated microscope first if needed)."""
         if self.is_live:
             return
+        self._close_watcher.watch(self)  # docked by now: closing the viewer stops the loop
         if self.predictor is None:
             show_error("Load a model first (Load model...).")
             self._update_state()
@@ -686,6 +690,10 @@ class LiveAutofocusWidget(QWidget):
         overlay.visible = True
 
     # -- teardown --------------------------------------------------------------------------
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        self._close_watcher.watch(self)
+        super().showEvent(event)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         """Closing the dock stops live view and releases the camera."""

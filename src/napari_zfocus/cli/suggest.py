@@ -31,6 +31,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--channel", type=int, default=None, help="channel of a multi-channel file")
     parser.add_argument("--timepoint", type=int, default=None, help="time point of a time series")
+    parser.add_argument("--series", type=int, default=None,
+                        help="image series of a multi-position file (stage position)")
     parser.set_defaults(func=run)
     return parser
 
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         pixel_size_um=args.pixel_size,
         channel=args.channel,
         timepoint=args.timepoint,
+        series=args.series,
     )
     result = suggest_focus(stack, classic_scores=False)
     record = {

@@ -194,6 +194,29 @@ def read_stack(
     )
 
 
+def stack_series(path: str | os.PathLike[str]) -> list[int]:
+    """Indices of the image series :func:`read_stack` can open in ``path`` as stacks.
+
+    A file with several series of the same shape (e.g. stage positions of a
+    multi-position acquisition) needs ``read_stack(path, series=i)``; this lists the
+    ``i``. A single-series file or a folder of slices gives ``[0]``.
+
+    Raises
+    ------
+    StackError
+        ``path`` is a file but not a readable TIFF.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return [0]
+    with _damage_check(path), _open_tiff(path) as tif:
+        all_series = tif.series
+        if not all_series:
+            raise StackError(describe(path, "contains no images"))
+        first = tuple(all_series[0].shape)
+        return [i for i, s in enumerate(all_series) if tuple(s.shape) == first]
+
+
 def write_stack(
     path: str | os.PathLike[str],
     data: np.ndarray | da.Array | ZStack,
@@ -403,7 +426,7 @@ def _choose_series(path: Path, tif: tifffile.TiffFile, series: int | None) -> in
             describe(
                 path,
                 f"holds {len(same_shape)} image series of shape {tuple(all_series[0].shape)} "
-                "(e.g. stage positions); choose one with series=",
+                "(e.g. stage positions); choose one (--series N, or series=N in Python)",
             )
         )
     return 0
