@@ -197,6 +197,7 @@ class TraceView(LivePlot):
         self.labels = list(labels)
         self.t: deque[float] = deque(maxlen=max_points)
         self.values: list[deque[float]] = [deque(maxlen=max_points) for _ in self.labels]
+        self._history: tuple[np.ndarray, list[np.ndarray]] = self.series()
 
     def append(self, t: float, *values: float) -> None:
         """Add one sample (NaN values leave a gap)."""
@@ -220,12 +221,12 @@ class TraceView(LivePlot):
         t = np.fromiter(self.t, float, len(self.t))
         return t, [np.fromiter(s, float, len(s)) for s in self.values]
 
-    def refresh(self) -> None:
-        """Fit the axes to the history (called before each repaint)."""
+    def refresh(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Fit the axes to the history (called before each repaint); return the history."""
         t, values = self.series()
         if not t.size:
             self.x_range, self.y_range = (0.0, 1.0), (-1.0, 1.0)
-            return
+            return t, values
         lo_t, hi_t = float(t[0]), float(t[-1])
         self.x_range = (lo_t, hi_t if hi_t > lo_t else lo_t + 1.0)
         finite = np.concatenate(values)
@@ -234,9 +235,10 @@ class TraceView(LivePlot):
             lo, hi = float(finite.min()), float(finite.max())
             pad = max(0.5, 0.1 * (hi - lo))
             self.y_range = (lo - pad, hi + pad)
+        return t, values
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
-        self.refresh()
+        self._history = self.refresh()  # paint_data draws exactly what the axes were fit to
         super().paintEvent(event)
         painter = QPainter(self)
         try:
@@ -257,7 +259,7 @@ class TraceView(LivePlot):
             x += 15 + width + 10
 
     def paint_data(self, painter: QPainter, rect: QRectF) -> None:
-        t, values = self.series()
+        t, values = self._history
         if t.size < 2:
             return
         styles = (Qt.PenStyle.SolidLine, Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine)

@@ -654,11 +654,11 @@ class LiveAutofocusWidget(QWidget):
         if now - self._last_text >= TEXT_INTERVAL_S:
             self._last_text = now
             self._update_text(out)
-            self._update_overlay(out)
         if out.message:
             self.labels["decision"].setText(out.message[:60])
 
     def _update_text(self, out: LiveOutput) -> None:
+        """The dock's labels and the estimate written on the image."""
         pred = out.prediction
         lab = self.labels
         lab["stage"].setText(f"{out.stage_z_um:+.2f} um")
@@ -668,22 +668,15 @@ class LiveAutofocusWidget(QWidget):
             lab["decision"].setText(f"{d.reason} {d.move_um:+.2f} um" if d.move_um else d.reason)
         elif not out.message:
             lab["decision"].setText("autofocus off")
+        overlay = text_overlay(self.viewer)
         if pred is None:
             lab["estimate"].setText("-")
             lab["confidence"].setText("-")
+            overlay.text = f"no estimate: {out.message[:50]}"
         else:
             flag = "  BIMODAL" if pred.bimodal else ""
             lab["estimate"].setText(f"{pred.z_um:+.2f} um")
             lab["confidence"].setText(f"{pred.confidence:.2f}{flag}")
-
-    def _update_overlay(self, out: LiveOutput) -> None:
-        """The estimate written on the image (a vispy text re-layout: not every frame)."""
-        pred = out.prediction
-        overlay = text_overlay(self.viewer)
-        if pred is None:
-            overlay.text = f"no estimate: {out.message[:50]}"
-        else:
-            flag = "  BIMODAL" if pred.bimodal else ""
             lock = "" if math.isnan(out.locked_um) else f"   lock {out.locked_um:+.2f} um"
             af = "   AF on" if out.autofocus else ""
             overlay.text = f"z {pred.z_um:+.2f} um   conf {pred.confidence:.2f}{flag}{lock}{af}"

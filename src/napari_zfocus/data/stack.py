@@ -210,11 +210,9 @@ def stack_series(path: str | os.PathLike[str]) -> list[int]:
     if path.is_dir():
         return [0]
     with _damage_check(path), _open_tiff(path) as tif:
-        all_series = tif.series
-        if not all_series:
+        if not tif.series:
             raise StackError(describe(path, "contains no images"))
-        first = tuple(all_series[0].shape)
-        return [i for i, s in enumerate(all_series) if tuple(s.shape) == first]
+        return _same_shape_series(tif)
 
 
 def write_stack(
@@ -420,7 +418,7 @@ def _choose_series(path: Path, tif: tifffile.TiffFile, series: int | None) -> in
                 describe(path, f"series {series} out of range ({len(all_series)} series)")
             )
         return series
-    same_shape = [s for s in all_series if tuple(s.shape) == tuple(all_series[0].shape)]
+    same_shape = _same_shape_series(tif)
     if len(same_shape) > 1:
         raise StackError(
             describe(
@@ -430,6 +428,12 @@ def _choose_series(path: Path, tif: tifffile.TiffFile, series: int | None) -> in
             )
         )
     return 0
+
+
+def _same_shape_series(tif: tifffile.TiffFile) -> list[int]:
+    """Indices of the series shaped like the first (positions of one acquisition)."""
+    first = tuple(tif.series[0].shape)
+    return [i for i, s in enumerate(tif.series) if tuple(s.shape) == first]
 
 
 def _planes_for_z(
