@@ -17,21 +17,24 @@ Reduced, CPU-sized setting (the paper trained 100,000 steps of batch 50 per mode
 GPU; this runs on 2 shared CPU cores): stacks are simulated ONCE at 0.12 um/px (so "2x"
 is native and 4x / 10x are area-averaged from it, as the paper downsampled its camera
 frames) on 256 x 256 px (30.7 um, cell counts scaled to that field: 5..80 cells), and the
-networks see a random 18 um crop (the paper: 60 um), i.e. 150 / 75 / 30 px inputs. Each
-run gets the same WALL-CLOCK budget (``--minutes-per-run``, data loading included), so
-cheaper inputs get more steps, the trade-off a CPU user faces; ``--steps-per-run`` gives
-an equal-step budget instead (as in the paper). Every run's JSON records the steps it
-made, which budget ended it, and the machine load.
+networks see a random 18 um crop (the paper: 60 um), i.e. 150 / 75 / 30 px inputs.
+Budget: ``--steps-per-run`` gives every run the same number of steps, as in the paper;
+``--minutes-per-run`` the same wall-clock time (data loading included), so cheaper inputs
+get more steps, the trade-off a CPU user faces. ``--seeds`` trains every setting once per
+seed (weights, batch order); tables and figures show the mean and the single seeds, so a
+difference can be compared with the seed-to-seed spread. Every run's JSON records the
+steps it made, which budget ended it, and the machine load.
 
 Outputs under ``--out`` (default ``_scratch/studies``): ``data/`` (simulated sets,
-reused), ``models/``, ``results/<run>.json`` (metrics + every test image's true and
+reused), ``models/``, ``results/<setting>_seed<k>.json`` (metrics + every test image's true and
 predicted z; a finished run is reused unless ``--force``), ``summary.json``, and the
 figures ``study_<name>.png`` in ``--figures``. A Markdown table is printed at the end.
 
 Usage::
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \\
-        nice -n 10 python benchmarks/paper_studies.py --figures docs/images
+        python benchmarks/paper_studies.py --minutes-per-run 0 --steps-per-run 1000 \\
+        --seeds 0,1 --figures docs/images
     python benchmarks/paper_studies.py --quick --out /tmp/studies_quick   # ~1 min
 """
 
@@ -83,7 +86,9 @@ class StudySettings:
     steps: int | None = None
     minutes: float | None = 2.0
     batch: int = 16
-    seed: int = 0
+    #: Every setting is trained once per seed (weights, batches); the reports give the
+    #: mean and the spread over seeds.
+    seeds: tuple[int, ...] = (0,)
     threads: int | None = None
     force: bool = False
     log: bool = True
@@ -100,11 +105,11 @@ class StudySettings:
         return {"sim_pixel_um": self.sim_pixel_um, "stack_px": self.stack_px,
                 "n_slices": self.n_slices, "n_cells": list(self.n_cells)}
 
-    def run_key(self) -> dict[str, Any]:
+    def run_key(self, seed: int) -> dict[str, Any]:
         """The settings that define a run's result (a reused result must match them)."""
         return {**self.data_key(), "n_test": self.n_test, "train_seed": self.train_seed,
                 "test_seed": self.test_seed, "field_um": self.field_um, "steps": self.steps,
-                "minutes": self.minutes, "batch": self.batch, "seed": self.seed}
+                "minutes": self.minutes, "batch": self.batch, "seed": seed}
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,10 @@ class RunSpec:
     @property
     def name(self) -> str:
         return f"ds{self.factor}x_bin{self.bin_um:g}um_n{self.n_train}"
+
+    def run_name(self, seed: int) -> str:
+        """Name of this setting's run with training seed ``seed``."""
+        return f"{self.name}_seed{seed}"
 
 
 def plan(settings: StudySettings, studies: Sequence[str]) -> dict[RunSpec, list[str]]:
@@ -209,9 +218,9 @@ def ensure_dataset(folder: Path, n_stacks: int, seed: int, settings: StudySettin
 
 
 # --------------------------------------------------------------------------- one run
-def run_one(spec: RunSpec, train_set: Any, test_set: Any, settings: StudySettings,
+def run_one(spec: RunSpec, seed: int, train_set: Any, test_set: Any, settings: StudySettings,
             studies: list[str]) -> dict[str, Any]:
-    """Train and evaluate one setting; the record is written to ``results/<name>.json``.
+    """Train and evaluate one setting with one seed; written to ``results/<run name>.json``.
 
     A record from an earlier run with the same :meth:`StudySettings.run_key` is reused
     (unless ``settings.force``), so an interrupted study continues where it stopped.
@@ -223,25 +232,26 @@ def run_one(spec: RunSpec, train_set: Any, test_set: Any, settings: StudySetting
     from napari_zfocus.model.network import build_network, count_parameters
     from napari_zfocus.model.training import TrainConfig, train
 
-    path = settings.out / "results" / f"{spec.name}.json"
+    name = spec.run_name(seed)
+    path = settings.out / "results" / f"{name}.json"
     if path.is_file() and not settings.force:
         old = json.loads(path.read_text())
-        if old.get("run_key") == settings.run_key():
+        if old.get("run_key") == settings.run_key(seed):
             old["studies"] = studies
-            _log(settings, f"{spec.name}: reusing {path}")
+            _log(settings, f"{name}: reusing {path}")
             return old
 
     mc = ModelConfig(pixel_size_um=spec.pixel_size_um, field_um=settings.field_um,
                      bin_um=spec.bin_um)
-    model_path = settings.out / "models" / f"{spec.name}.zfm"
+    model_path = settings.out / "models" / f"{name}.zfm"
     # No validation split: the fixed test set measures the model, and the smallest
     # training sets should not lose stacks to validation. No periodic checkpoints.
     tc = TrainConfig(out=model_path, steps=settings.steps, minutes=settings.minutes,
-                     batch=settings.batch, seed=settings.seed, val_fraction=0.0,
+                     batch=settings.batch, seed=seed, val_fraction=0.0,
                      checkpoint_every=0, checkpoint_every_s=0.0, threads=settings.threads)
     subset = dataclasses.replace(train_set, annotations=list(train_set.annotations[: spec.n_train]))
     load_before = os.getloadavg()[0]
-    _log(settings, f"{spec.name}: training ({mc.input_px} px input, {mc.n_bins} bins, "
+    _log(settings, f"{name}: training ({mc.input_px} px input, {mc.n_bins} bins, "
                    f"{spec.n_train} stacks; load {load_before:.1f})")
     t0 = time.perf_counter()
     last = None
@@ -251,7 +261,7 @@ def run_one(spec: RunSpec, train_set: Any, test_set: Any, settings: StudySetting
         if ev.kind == "step" and first_step_s is None:
             first_step_s = ev.elapsed_s  # ~ data loading time (counted in the minutes)
         if ev.kind == "step" and ev.step % 100 == 0:
-            _log(settings, f"{spec.name}: step {ev.step} loss {ev.loss:.3f} "
+            _log(settings, f"{name}: step {ev.step} loss {ev.loss:.3f} "
                            f"({ev.images_per_s or 0:.0f} img/s)")
     train_s = time.perf_counter() - t0
     assert last is not None and last.kind in ("done", "cancelled")
@@ -263,7 +273,9 @@ def run_one(spec: RunSpec, train_set: Any, test_set: Any, settings: StudySetting
     pi = result.per_image
     stopped_by = "steps" if settings.steps is not None and last.step >= settings.steps else "minutes"
     record = {
-        "name": spec.name,
+        "name": name,
+        "setting": spec.name,
+        "seed": seed,
         "studies": studies,
         "factor": spec.factor,
         "pixel_size_um": spec.pixel_size_um,
@@ -287,10 +299,10 @@ def run_one(spec: RunSpec, train_set: Any, test_set: Any, settings: StudySetting
         "z_true_um": np.round(pi["z_true_um"].astype(float), 3).tolist(),
         "z_pred_um": np.round(pi["z_pred_um"].astype(float), 3).tolist(),
         "z_argmax_um": np.round(pi["z_argmax_um"].astype(float), 3).tolist(),
-        "run_key": settings.run_key(),
+        "run_key": settings.run_key(seed),
     }
     m, a = record["metrics"], record["metrics"]["argmax"]
-    _log(settings, f"{spec.name}: {last.step} steps in {train_s:.0f} s; median |err| "
+    _log(settings, f"{name}: {last.step} steps in {train_s:.0f} s; median |err| "
                    f"{m['median_abs_error_um']:.2f} um, within 1 um {m['within_1um']:.2f}, "
                    f"MSE {m['mse_um2']:.2f} (argmax MSE {a['mse_um2']:.2f})")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -321,8 +333,11 @@ def run_studies(settings: StudySettings, studies: Sequence[str] = STUDIES) -> di
                               settings.n_test, settings.test_seed, settings)
     sim_s = time.perf_counter() - t0
 
-    records = {spec.name: run_one(spec, train_set, test_set, settings, used)
-               for spec, used in runs.items()}
+    # Seed by seed: an interrupted study still has every setting at the first seeds.
+    records: dict[str, list[dict[str, Any]]] = {spec.name: [] for spec in runs}
+    for seed in settings.seeds:
+        for spec, used in runs.items():
+            records[spec.name].append(run_one(spec, seed, train_set, test_set, settings, used))
     by_study = {s: [spec.name for spec in sorted(runs, key=_study_order(s)) if s in runs[spec]]
                 for s in studies}
     fig_dir = settings.figures or settings.out / "figures"
@@ -332,15 +347,42 @@ def run_studies(settings: StudySettings, studies: Sequence[str] = STUDIES) -> di
         "settings": {k: (str(v) if isinstance(v, Path) else v)
                      for k, v in dataclasses.asdict(settings).items()},
         "studies": by_study,
-        "runs": {n: {k: v for k, v in r.items() if not k.startswith("z_")}
-                 for n, r in records.items()},
+        "by_setting": {n: aggregate(rs) for n, rs in records.items()},
+        "runs": {r["name"]: {k: v for k, v in r.items() if not k.startswith("z_")}
+                 for rs in records.values() for r in rs},
         "figures": [str(f) for f in figures],
         "data_s": round(sim_s, 1),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
     atomic_write_text(settings.out / "summary.json", json.dumps(summary, indent=1))
-    summary["runs"] = records
+    summary["runs"] = {r["name"]: r for rs in records.values() for r in rs}
     return summary
+
+
+#: The metrics reported per setting: (key in the summary, readout, key in the metrics).
+REPORTED = tuple(
+    (f"{readout}_{key}", readout, key)
+    for readout in ("ev", "argmax")
+    for key in ("median_abs_error_um", "within_1um", "mse_um2")
+)
+
+
+def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One setting over its seeds: per-seed values, mean and sample SD of each metric."""
+    first = records[0]
+    out: dict[str, Any] = {k: first[k] for k in (
+        "setting", "factor", "pixel_size_um", "field_um", "input_px", "bin_um", "n_bins",
+        "n_train_stacks", "n_parameters", "batch")}
+    out["seeds"] = [r["seed"] for r in records]
+    out["steps"] = [r["steps"] for r in records]
+    out["train_s"] = [r["train_s"] for r in records]
+    out["load_avg_before"] = [r["load_avg_before"] for r in records]
+    for name, readout, key in REPORTED:
+        values = [float(r["metrics"][key] if readout == "ev" else r["metrics"]["argmax"][key])
+                  for r in records]
+        sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        out[name] = {"mean": float(np.mean(values)), "sd": sd, "values": values}
+    return out
 
 
 # --------------------------------------------------------------------------- reporting
@@ -353,11 +395,12 @@ def setting_label(study: str, record: dict[str, Any]) -> str:
     return f"{record['n_train_stacks']} stacks"
 
 
-def plot_study(study: str, records: Sequence[dict[str, Any]], path: Path) -> Path:
-    """The study's figure, after the paper's Fig. 2-4.
+def plot_study(study: str, groups: Sequence[Sequence[dict[str, Any]]], path: Path) -> Path:
+    """The study's figure, after the paper's Fig. 2-4; one group of seeds per setting.
 
-    Left: distribution of signed errors (argmax readout, the paper's) per setting;
-    middle: MSE per setting for both readouts; right: fraction within +/-1 um.
+    Left: distribution of signed errors (argmax readout, the paper's) per setting, pooled
+    over seeds; middle: MSE per setting for both readouts; right: fraction within +/-1 um.
+    Bars are means over seeds, dots the single seeds.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -368,44 +411,41 @@ def plot_study(study: str, records: Sequence[dict[str, Any]], path: Path) -> Pat
     FigureCanvasAgg(fig)
     fig.subplots_adjust(left=0.05, right=0.98, bottom=0.2, top=0.88, wspace=0.3)
     ax_h, ax_m, ax_w = fig.subplots(1, 3)
-    labels = [setting_label(study, r) for r in records]
+    labels = [setting_label(study, g[0]) for g in groups]
     edges = np.arange(-12.5, 12.51, 1.0)
-    colours = [f"C{i}" for i in range(len(records))]
-    for r, label, c in zip(records, labels, colours, strict=True):
-        err = np.asarray(r["z_argmax_um"]) - np.asarray(r["z_true_um"])
+    for i, (group, label) in enumerate(zip(groups, labels, strict=True)):
+        err = np.concatenate([np.asarray(r["z_argmax_um"]) - np.asarray(r["z_true_um"])
+                              for r in group])
         ax_h.hist(np.clip(err, edges[0], edges[-1]), bins=edges, histtype="step",
-                  density=True, color=c, label=label, linewidth=1.5)
+                  density=True, color=f"C{i}", label=label, linewidth=1.5)
     ax_h.set_xlabel("error, predicted - true z (um; argmax readout; clipped at +/-12)")
     ax_h.set_ylabel("fraction of test images per um")
     ax_h.legend(fontsize=8)
     ax_h.set_title("error distribution")
 
-    x = np.arange(len(records))
-    mse_ev = [r["metrics"]["mse_um2"] for r in records]
-    mse_arg = [r["metrics"]["argmax"]["mse_um2"] for r in records]
-    ax_m.bar(x - 0.2, mse_arg, 0.4, label="argmax (paper)", color="0.55")
-    ax_m.bar(x + 0.2, mse_ev, 0.4, label="expected value", color="C0")
-    ax_m.set_ylabel("MSE (um^2)")
-    ax_m.set_title("mean squared error")
-    ax_m.legend(fontsize=8)
-
-    w_ev = [r["metrics"]["within_1um"] for r in records]
-    w_arg = [r["metrics"]["argmax"]["within_1um"] for r in records]
-    ax_w.bar(x - 0.2, w_arg, 0.4, label="argmax (paper)", color="0.55")
-    ax_w.bar(x + 0.2, w_ev, 0.4, label="expected value", color="C0")
-    ax_w.set_ylim(0, 1)
-    ax_w.set_ylabel("fraction within +/-1 um")
-    ax_w.set_title("within +/-1 um")
-    ax_w.legend(fontsize=8)
-    for ax in (ax_m, ax_w):
+    x = np.arange(len(groups))
+    for ax, key, title in ((ax_m, "mse_um2", "mean squared error (um^2)"),
+                           (ax_w, "within_1um", "fraction within +/-1 um")):
+        for dx, readout, colour, name in ((-0.2, "argmax", "0.55", "argmax (paper)"),
+                                          (0.2, "ev", "C0", "expected value")):
+            values = [[r["metrics"][key] if readout == "ev" else r["metrics"]["argmax"][key]
+                       for r in g] for g in groups]
+            ax.bar(x + dx, [np.mean(v) for v in values], 0.4, label=name, color=colour)
+            for xi, v in zip(x, values, strict=True):
+                ax.plot(np.full(len(v), xi + dx), v, "k.", markersize=4)
+        ax.set_title(title)
         ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
+        ax.legend(fontsize=8)
+    ax_w.set_ylim(0, 1)
     titles = {"downsampling": "Downsampling (fixed field)", "bins": "Bin size",
               "dataset_size": "Training-set size"}
-    r0 = records[0]
-    steps = sorted({r["steps"] for r in records})
+    r0 = groups[0][0]
+    steps = sorted({r["steps"] for g in groups for r in g})
     steps_text = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+    n_seeds = sorted({len(g) for g in groups})
     fig.suptitle(f"{titles[study]}: simulated data, {r0['field_um']:g} um field, "
                  f"{steps_text} steps x batch {r0['batch']} per run, "
+                 f"{'/'.join(map(str, n_seeds))} seed(s) per setting (dots), "
                  f"{r0['metrics']['n_images']} test images")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -413,23 +453,33 @@ def plot_study(study: str, records: Sequence[dict[str, Any]], path: Path) -> Pat
     return path
 
 
+def _mean_sd(stat: dict[str, Any], digits: int = 2) -> str:
+    if stat["sd"] is None:
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}"
+
+
 def markdown_table(summary: dict[str, Any]) -> str:
-    """One row per (study, setting): budget used and the test metrics of both readouts."""
+    """One row per (study, setting): steps and the test metrics of both readouts.
+
+    With several seeds a cell reads ``mean ± SD`` over the seeds.
+    """
     lines = [
-        ("| study | setting | input px | train stacks | steps | train min | "
+        ("| study | setting | input px | train stacks | seeds | steps | train min | "
          "median abs err (um) | within 1 um | MSE (um^2) | argmax: median | argmax: within 1 um "
          "| argmax: MSE |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for study, names in summary["studies"].items():
         for n in names:
-            r = summary["runs"][n]
-            m, a = r["metrics"], r["metrics"]["argmax"]
+            g = summary["by_setting"][n]
+            steps = sorted(set(g["steps"]))
+            steps_text = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+            cells = " | ".join(_mean_sd(g[name]) for name, _, _ in REPORTED)
             lines.append(
-                f"| {study} | {setting_label(study, r)} | {r['input_px']} | "
-                f"{r['n_train_stacks']} | {r['steps']} | {r['train_s'] / 60:.1f} | "
-                f"{m['median_abs_error_um']:.2f} | {m['within_1um']:.2f} | {m['mse_um2']:.2f} | "
-                f"{a['median_abs_error_um']:.2f} | {a['within_1um']:.2f} | {a['mse_um2']:.2f} |")
+                f"| {study} | {setting_label(study, g)} | {g['input_px']} | "
+                f"{g['n_train_stacks']} | {len(g['seeds'])} | {steps_text} | "
+                f"{np.mean(g['train_s']) / 60:.1f} | {cells} |")
     return "\n".join(lines)
 
 
@@ -449,6 +499,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[StudySettings, list[s
     p.add_argument("--steps-per-run", type=int, default=None,
                    help="step budget per training run (default none; 0 = none)")
     p.add_argument("--batch", type=int, default=None, help="mini-batch size (default 16)")
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated training seeds; every setting is trained once per seed "
+                        "(default 0)")
     p.add_argument("--field-um", type=float, default=None,
                    help="side of the field the networks see, um (default 18)")
     p.add_argument("--n-train", type=int, default=None, help="simulated training stacks (300)")
@@ -467,6 +520,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[StudySettings, list[s
         s.steps = args.steps_per_run or None
     if args.batch is not None:
         s.batch = args.batch
+    if args.seeds is not None:
+        try:
+            s.seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip())
+        except ValueError:
+            p.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
+        if not s.seeds:
+            p.error("--seeds: give at least one seed")
     if args.field_um is not None:
         s.field_um = args.field_um
     if args.n_test is not None:

@@ -35,13 +35,14 @@ def dataset(tmp_path_factory) -> Path:
 def test_train_writes_model_and_prints_json_summary(dataset, tmp_path, capsys):
     out = tmp_path / "m.zfm"
     code = main(["train", str(dataset), "--out", str(out), "--steps", "3", "--json",
-                 "--val-fraction", "0.25", *SMALL])
+                 "--val-fraction", "0.25", "--dropout", "0.2", *SMALL])
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["model"] == str(out) and summary["steps"] == 3 and not summary["cancelled"]
     assert set(summary["validation"]) >= {"median_abs_error_um", "within_1um"}
     loaded = load_model(out)
     assert loaded.config.input_px == 32 and loaded.config.n_bins == 11
+    assert loaded.config.dropout == 0.2 and loaded.config.batchnorm  # flag; recommended default
     assert Path(summary["checkpoint"]).is_file()
 
 

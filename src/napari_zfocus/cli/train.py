@@ -33,12 +33,6 @@ TCMALLOC_CANDIDATES = (
 )
 
 
-#: Model settings of a fresh ``zfocus train`` that differ from the paper's ModelConfig
-#: defaults, chosen for CPU budgets of minutes (see benchmarks/bench_accuracy.py): the
-#: 0.48 um/px grid costs 4x less per image than the paper's 0.24 (0.2 vs 0.8 s per step
-#: of 16 images on 2 idle cores, tcmalloc), and batch-norm tolerates the higher lr.
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``train`` to the ``zfocus`` sub-commands."""
     p = subparsers.add_parser(
@@ -68,16 +62,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     opt.add_argument("--seed", type=int, default=0, help="seed of split, weights and batches")
     opt.add_argument("--no-augment", action="store_true", help="no random flips / rotations")
     model = p.add_argument_group(
-        "model (defaults: the paper's, except 0.48 um/px and batch-norm for CPU budgets; "
+        "model (defaults: the paper's, except 1.2 um/px and batch-norm for CPU budgets; "
         "on --resume: the checkpoint's)"
     )
     model.add_argument("--bin-um", type=float, help="z-bin size, um (paper: 1)")
     model.add_argument("--z-range", type=float, nargs=2, metavar=("MIN", "MAX"),
                        help="z range of the bins, um (paper: -20 20)")
-    model.add_argument("--pixel-size-um", type=float, help="pixel size the network sees (0.48; paper 0.24)")
+    model.add_argument("--pixel-size-um", type=float, help="pixel size the network sees (1.2; paper 0.24)")
     model.add_argument("--field-um", type=float, help="side of the field it sees, um (60)")
     model.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
                        help="batch normalisation after each convolution (on)")
+    model.add_argument("--dropout", type=float, help="dropout before the last layer (paper: 0.5)")
     val = p.add_argument_group("validation and checkpoints")
     val.add_argument("--val-fraction", type=float, default=None,
                      help="fraction of STACKS held out for validation (0.1)")
@@ -138,6 +133,7 @@ def _model_config(args: argparse.Namespace, ckpt_config: Any | None):
         "pixel_size_um": args.pixel_size_um,
         "field_um": args.field_um,
         "batchnorm": args.batchnorm,
+        "dropout": args.dropout,
     }
     if args.z_range is not None:
         given["z_min_um"], given["z_max_um"] = args.z_range
