@@ -47,7 +47,7 @@ def per_stack_errors(model: Path, dataset_dir: Path) -> list[dict]:
         slope, intercept = np.polyfit(z, pred, 1)
         rows.append({
             **extra,
-            "n_images": int(len(z)),
+            "n_images": len(z),
             "within_1um": float(np.mean(np.abs(pred - z) <= 1.0)),
             "mean_abs_error_um": float(np.mean(np.abs(pred - z))),
             "slope": float(slope),

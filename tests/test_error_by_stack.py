@@ -9,13 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from _tiny import TINY
-
-from napari_zfocus.data import Annotation, write_annotations, write_stack
-from napari_zfocus.model.config import ModelConfig
-from napari_zfocus.model.io import save_model
-from napari_zfocus.model.network import build_network
+from _tiny import write_noise_dataset, write_untrained_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "error_by_stack.py"
 
@@ -41,16 +35,8 @@ def test_correlations_find_the_column_the_slope_follows(script):
 
 
 def test_per_stack_rows_on_a_tiny_model(script, tmp_path, capsys):
-    torch.manual_seed(0)
-    config = ModelConfig(**TINY)
-    model = save_model(tmp_path / "tiny.zfm", build_network(config), config)
-    folder = tmp_path / "ds"
-    folder.mkdir()
-    rng = np.random.default_rng(1)
-    for k in range(3):
-        write_stack(folder / f"s{k}.tif", rng.integers(900, 1100, (7, 60, 60)).astype(np.uint16),
-                    z_step_um=1.0, pixel_size_um=0.24)
-    write_annotations(folder, [Annotation(f"s{k}.tif", 3, 1.0, 0.24) for k in range(3)])
+    model = write_untrained_model(tmp_path / "tiny.zfm")
+    folder = write_noise_dataset(tmp_path / "ds", 3, (7, 60, 60), focus_index=3)
 
     rows = script.per_stack_errors(model, folder)
     assert [r["stack"] for r in rows] == ["s0.tif", "s1.tif", "s2.tif"]

@@ -5,34 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from _tiny import TINY
+from _tiny import write_noise_dataset, write_untrained_model
 
 from napari_zfocus.cli import main
-from napari_zfocus.data import Annotation, write_annotations, write_stack
-from napari_zfocus.model.config import ModelConfig
-from napari_zfocus.model.io import save_model
-from napari_zfocus.model.network import build_network
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("eval")
-    torch.manual_seed(0)
-    config = ModelConfig(**TINY)
-    model = save_model(d / "tiny.zfm", build_network(config), config)
-    ds = d / "dataset"
-    ds.mkdir()
-    rng = np.random.default_rng(0)
-    annotations = []
-    for i in range(3):
-        # 13 slices, focus at 6: z -6..+6 um, of which -5..+5 (11 slices) are in range
-        data = rng.integers(100, 4000, (13, 56, 60), dtype=np.uint16)
-        write_stack(ds / f"s{i}.tif", data, z_step_um=1.0, pixel_size_um=0.24)
-        annotations.append(Annotation(f"s{i}.tif", 6, 1.0, 0.24))
-    write_annotations(ds, annotations)
+    model = write_untrained_model(d / "tiny.zfm")
+    # 13 slices, focus at 6: z -6..+6 um, of which -5..+5 (11 slices) are in range
+    ds = write_noise_dataset(d / "dataset", 3, (13, 56, 60), focus_index=6)
     bad = d / "bad_dataset"
     bad.mkdir()
     (bad / "annotations.csv").write_text(
