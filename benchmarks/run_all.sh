@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every number in the README's Benchmarks section, measured in one go on a quiet machine.
-# Usage: bash benchmarks/run_all.sh [OUT_DIR]   (about 30 minutes on 2 CPU cores)
+# Usage: bash benchmarks/run_all.sh [OUT_DIR]   (about 75 minutes on 2 CPU cores)
 # Results (JSON lines and logs) go to OUT_DIR (default _scratch/benchmarks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,26 @@ log "accuracy: 10-minute zfocus train on 80 simulated stacks, test on 30 others"
 $py benchmarks/bench_accuracy.py --minutes 10 --out "$out/model.zfm" 2>&1 | tee "$out/accuracy.txt"
 zfocus eval "$out/model.zfm" _scratch/sim_test30 --json --baselines --plots "$out/eval" 2>/dev/null \
   | tail -n 1 > "$out/eval.json"
+
+log "what the errors follow: per-stack slope of predicted vs true z against the annotation columns"
+$py benchmarks/error_by_stack.py "$out/model.zfm" _scratch/sim_test30 | tee "$out/error_by_stack.txt"
+
+log "the same 10-minute training at other pixel sizes (README table)"
+for px in 0.48 0.72 0.96; do
+  $py benchmarks/bench_accuracy.py --minutes 10 --out "$out/model_px$px.zfm" -- --pixel-size-um "$px" \
+    2>&1 | tee "$out/accuracy_px$px.txt"
+done
+
+log "one condenser aperture (NA 0.38) in training and test stacks, same steps as the 10-minute run"
+zfocus simulate _scratch/sim_train80_na038 --stacks 80 --seed 1 --condenser-na 0.38 --quiet --overwrite
+zfocus simulate _scratch/sim_test30_na038 --stacks 30 --seed 2 --condenser-na 0.38 --quiet --overwrite
+steps=$($py -c "import json,sys; print(json.load(open(sys.argv[1]))['train']['steps'])" \
+  <(sed -n '/^{/,/^}/p' "$out/accuracy.txt"))
+$py benchmarks/bench_accuracy.py --minutes 60 --train-dir _scratch/sim_train80_na038 \
+  --test-dir _scratch/sim_test30_na038 --out "$out/model_na038.zfm" -- --steps "$steps" \
+  2>&1 | tee "$out/accuracy_na038.txt"
+$py benchmarks/bench_accuracy.py --evaluate-only --out "$out/model_na038.zfm" \
+  2>&1 | tee "$out/accuracy_na038_on_mixed_na.txt"
 
 log "live path speed: trained model and the paper-default CNN (0.24 um/px, 250 px)"
 zfocus bench "$out/model.zfm" --json | tail -n 1 > "$out/bench_model.json"
