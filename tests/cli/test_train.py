@@ -85,3 +85,12 @@ def test_unwritable_output_exits_2(dataset, tmp_path, capsys):
     code = main(["train", str(dataset), "--out", str(blocker / "m.zfm"), "--steps", "1", *SMALL])
     assert code == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_impossible_model_setting_exits_2_with_one_line(dataset, tmp_path, capsys):
+    code = main(["train", str(dataset), "--out", str(tmp_path / "m.zfm"), "--steps", "1",
+                 "--dropout", "1.5", *SMALL])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "dropout must be in [0, 1)" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m.zfm").exists()

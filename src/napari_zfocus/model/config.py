@@ -65,6 +65,8 @@ class ModelConfig:
             raise ZFocusError(f"pixel size must be a positive number of um, got {self.pixel_size_um}")
         if not (self.field_um > 0 and np.isfinite(self.field_um)):
             raise ZFocusError(f"field must be a positive number of um, got {self.field_um}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ZFocusError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.bin_um > 0:
             raise ZFocusError(f"bin size must be positive, got {self.bin_um} um")
         if not self.z_max_um > self.z_min_um:
