@@ -34,7 +34,7 @@ Usage::
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \\
         python benchmarks/paper_studies.py --minutes-per-run 0 --steps-per-run 1000 \\
-        --seeds 0,1 --figures docs/images
+        --seeds 0,1,2 --figures docs/images
     python benchmarks/paper_studies.py --quick --out /tmp/studies_quick   # ~1 min
 """
 
@@ -367,6 +367,18 @@ REPORTED = tuple(
 )
 
 
+def metric(record: dict[str, Any], readout: str, key: str) -> float:
+    """One test metric of a run: ``readout`` is ``"ev"`` (expected value) or ``"argmax"``."""
+    metrics = record["metrics"] if readout == "ev" else record["metrics"]["argmax"]
+    return float(metrics[key])
+
+
+def _over_seeds(values: Sequence[float]) -> dict[str, Any]:
+    """Per-seed values, their mean and sample SD (None for a single seed)."""
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return {"mean": float(np.mean(values)), "sd": sd, "values": list(values)}
+
+
 def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One setting over its seeds: per-seed values, mean and sample SD of each metric."""
     first = records[0]
@@ -378,16 +390,11 @@ def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["train_s"] = [r["train_s"] for r in records]
     out["load_avg_before"] = [r["load_avg_before"] for r in records]
     for name, readout, key in REPORTED:
-        values = [float(r["metrics"][key] if readout == "ev" else r["metrics"]["argmax"][key])
-                  for r in records]
-        sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
-        out[name] = {"mean": float(np.mean(values)), "sd": sd, "values": values}
+        out[name] = _over_seeds([metric(r, readout, key) for r in records])
     # Gross failures (expected-value error > 5 um): the few images that decide the MSE.
-    gross = [float(np.mean(np.abs(np.asarray(r["z_pred_um"]) - np.asarray(r["z_true_um"])) > 5.0))
-             for r in records]
-    out["share_over_5um"] = {"mean": float(np.mean(gross)),
-                             "sd": float(np.std(gross, ddof=1)) if len(gross) > 1 else None,
-                             "values": gross}
+    out["share_over_5um"] = _over_seeds([
+        float(np.mean(np.abs(np.asarray(r["z_pred_um"]) - np.asarray(r["z_true_um"])) > 5.0))
+        for r in records])
     return out
 
 
@@ -434,8 +441,7 @@ def plot_study(study: str, groups: Sequence[Sequence[dict[str, Any]]], path: Pat
                            (ax_w, "within_1um", "fraction within +/-1 um")):
         for dx, readout, colour, name in ((-0.2, "argmax", "0.55", "argmax (paper)"),
                                           (0.2, "ev", "C0", "expected value")):
-            values = [[r["metrics"][key] if readout == "ev" else r["metrics"]["argmax"][key]
-                       for r in g] for g in groups]
+            values = [[metric(r, readout, key) for r in g] for g in groups]
             ax.bar(x + dx, [np.mean(v) for v in values], 0.4, label=name, color=colour)
             for xi, v in zip(x, values, strict=True):
                 ax.plot(np.full(len(v), xi + dx), v, "k.", markersize=4)

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _scripts import benchmark_script
 from _tiny import write_noise_dataset, write_untrained_model
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "error_by_stack.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("error_by_stack", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with benchmark_script("error_by_stack") as module:
+        yield module
 
 
 def test_correlations_find_the_column_the_slope_follows(script):
@@ -44,4 +38,3 @@ def test_per_stack_rows_on_a_tiny_model(script, tmp_path, capsys):
     assert script.main([str(model), str(folder), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["stacks"]) == 3 and "slope_correlation" in out
-    sys.modules.pop("error_by_stack", None)

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from _scripts import benchmark_script
 
 from napari_zfocus.errors import ZFocusError
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_studies.py"
 
 
 @pytest.fixture(scope="module")
 def studies():
-    """The benchmark script as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("paper_studies", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["paper_studies"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("paper_studies", None)
+    with benchmark_script("paper_studies") as module:
+        yield module
 
 
 def test_plan_trains_the_shared_reference_setting_once(studies):

@@ -89,6 +89,14 @@ def test_grow_hours_turns_seeded_cells_into_a_colony(small_params):
     assert all(b.drawn[k] == a.drawn[k] for k in ("condenser_na", "photons", "ceiling_fraction"))
 
 
+def test_grow_step_is_the_live_simulators_scene_update_interval():
+    # Grown training stacks should have grown in the steps the live colony grows in.
+    from napari_zfocus.control.simulated import SimulatedMicroscopeSettings
+    from napari_zfocus.simulation.stack import GROW_STEP_H
+
+    assert GROW_STEP_H * 3600.0 == pytest.approx(SimulatedMicroscopeSettings().rerender_every_s)
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -210,7 +210,8 @@ def simulate_stack(params: SimulationParams | None = None, seed: SeedLike = 0) -
                           drawn=drawn, scene=scene)
 
 
-#: Time step of :func:`grow_scene`, hours (the live simulator updates its scene as often).
+#: Time step of :func:`grow_scene`, hours: the live simulator's scene-update interval
+#: (``SimulatedMicroscopeSettings.rerender_every_s``; a test keeps the two equal).
 GROW_STEP_H = 1.0 / 6.0
 
 
