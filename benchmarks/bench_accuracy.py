@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                     "test_dir": str(test_dir), "load_before": os.getloadavg()[0]}
     if not args.evaluate_only:
         cmd = [sys.executable, "-m", "napari_zfocus.cli", "train", str(train_dir),
-               "--out", str(args.out), "--minutes", str(args.minutes), "--json",
+               "--out", str(args.out), "--overwrite", "--minutes", str(args.minutes), "--json",
                "--no-progress", *args.train_args]
         result["command"] = " ".join(cmd[1:])
         t = time.perf_counter()

@@ -1,8 +1,9 @@
-"""Merge annotated datasets into one, without copying a stack.
+"""Merge annotated datasets into one, without copying a stack's bytes.
 
-The merged ``annotations.csv`` points at the original stacks with paths relative to the
-new folder (``../other/stack_000.tif``), so ``zfocus train MERGED`` trains on all of them
-and still splits train/validation by stack. Run::
+Dataset paths must stay inside the dataset folder (a CSV cannot make the program read files
+elsewhere), so each stack is hard-linked into the merged folder as ``<dataset>_<stack>``
+(copied where a hard link is impossible, e.g. across file systems). ``zfocus train MERGED``
+then trains on all of them and still splits train/validation by stack. Run::
 
     python docs/scripts/merge_datasets.py OUT DATASET [DATASET ...]
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 from napari_zfocus.data import read_dataset
@@ -28,8 +30,15 @@ def main() -> None:
     for folder in args.datasets:
         dataset = read_dataset(folder, check_stacks=False)
         for a in dataset.annotations:
-            rel = os.path.relpath(dataset.stack_path(a).resolve(), args.out.resolve())
-            merged.append(dataclasses.replace(a, stack=Path(rel).as_posix()))
+            source = dataset.stack_path(a)
+            name = f"{folder.name}_{Path(a.stack).as_posix().replace('/', '_')}"
+            target = args.out / name
+            if not target.exists():
+                try:
+                    os.link(source, target)
+                except OSError:
+                    shutil.copy2(source, target)
+            merged.append(dataclasses.replace(a, stack=name))
     path = write_annotations(args.out, merged)
     print(f"wrote {path}: {len(merged)} stacks from {len(args.datasets)} datasets")
 

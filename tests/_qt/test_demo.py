@@ -27,4 +27,4 @@ def test_demo_opens_live_view_with_the_demo_model(make_napari_viewer, qtbot):
     assert prediction is not None and -20 <= prediction.z_um <= 20
     assert len(viewer.layers) == 1  # one live layer, updated in place
     widget.stop_live()
-    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10000)
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=30000)

@@ -60,7 +60,7 @@ def test_predict_displayed_slice_and_follow_z(make_napari_viewer, qtbot, tiny_mo
     assert widget.layer_combo.currentText() == "stack"
     assert widget.pixel_size.value() == pytest.approx(0.24)
     widget.predict_button.click()
-    qtbot.waitUntil(lambda: widget.last_prediction is not None, timeout=5000)
+    qtbot.waitUntil(lambda: widget.last_prediction is not None, timeout=30000)
     pred = widget.last_prediction
     assert widget.softmax.heights.shape == (N_BINS,)
     np.testing.assert_allclose(widget.softmax.heights, pred.softmax)
@@ -68,11 +68,11 @@ def test_predict_displayed_slice_and_follow_z(make_napari_viewer, qtbot, tiny_mo
     assert widget.values["bimodal"].text() in ("no", "YES (ambiguous)")
     # Following the slider: a new slice gives a new prediction.
     widget.follow_box.setChecked(True)
-    qtbot.waitUntil(lambda: widget.last_prediction is not pred, timeout=5000)
+    qtbot.waitUntil(lambda: widget.last_prediction is not pred, timeout=30000)
     second = widget.last_prediction
     viewer.dims.set_current_step(0, 3)
-    qtbot.waitUntil(lambda: widget.last_prediction is not second, timeout=5000)
-    qtbot.waitUntil(lambda: widget._predict_worker is None and _idle(), timeout=5000)
+    qtbot.waitUntil(lambda: widget.last_prediction is not second, timeout=30000)
+    qtbot.waitUntil(lambda: widget._predict_worker is None and _idle(), timeout=30000)
 
 
 def test_focus_map_layers_are_aligned_with_image(make_napari_viewer, qtbot, tiny_model):
@@ -81,7 +81,7 @@ def test_focus_map_layers_are_aligned_with_image(make_napari_viewer, qtbot, tiny
     layer = viewer.add_image(image, name="field", scale=(0.24, 0.24), translate=(5.0, -3.0))
     widget = InspectionWidget(viewer, model_path=tiny_model)
     widget.compute_focus_map()
-    qtbot.waitUntil(lambda: "field" + Z_SUFFIX in viewer.layers, timeout=10000)
+    qtbot.waitUntil(lambda: "field" + Z_SUFFIX in viewer.layers, timeout=30000)
     fmap = widget.focus_map
     zlayer, clayer = viewer.layers["field" + Z_SUFFIX], viewer.layers["field" + CONF_SUFFIX]
     assert zlayer.data.shape == fmap.shape == (2, 2)  # 50 px tiles in 130 x 110 px
@@ -101,7 +101,7 @@ def test_focus_map_layers_are_aligned_with_image(make_napari_viewer, qtbot, tiny
     assert idx == (1, 0)
     np.testing.assert_allclose(widget.softmax.heights, fmap.softmax[1, 0])
     assert widget.show_tile_at((-5, 0)) is None
-    qtbot.waitUntil(_idle, timeout=5000)
+    qtbot.waitUntil(_idle, timeout=30000)
 
 
 def test_evaluation_confusion_matrix_and_export(make_napari_viewer, qtbot, tiny_model, tiny_dataset, tmp_path):
@@ -124,12 +124,12 @@ def test_evaluation_confusion_matrix_and_export(make_napari_viewer, qtbot, tiny_
     assert widget.metrics.item(len(methods) - 1, 0).text() == "14"
     assert [widget.plot_tabs.tabText(i) for i in range(widget.plot_tabs.count())] == [
         "Confusion", "Error histogram", "Error vs true z"]
-    qtbot.waitUntil(lambda: widget.export_button.isEnabled(), timeout=5000)
+    qtbot.waitUntil(lambda: widget.export_button.isEnabled(), timeout=30000)
     written = widget.export(tmp_path / "out")
     names = {p.name for p in written}
     assert {"confusion.png", "confusion_matrix.csv", "metrics.csv"} <= names
     assert (tmp_path / "out" / "metrics.csv").read_text().startswith("metric,CNN,CNN argmax")
-    qtbot.waitUntil(_idle, timeout=5000)
+    qtbot.waitUntil(_idle, timeout=30000)
 
 
 def test_bad_input_is_notified_and_widget_stays_usable(
@@ -155,18 +155,18 @@ def test_bad_input_is_notified_and_widget_stays_usable(
     empty.mkdir()
     widget.dataset_path.setText(str(empty))
     widget.evaluate()
-    qtbot.waitUntil(lambda: widget._eval_cancel is None, timeout=5000)
+    qtbot.waitUntil(lambda: widget._eval_cancel is None, timeout=30000)
     assert "empty" in errors[-1]
     # Image smaller than the model's field; then an unknown pixel size only warns.
     viewer.add_image(np.zeros((20, 20), np.float32), name="small")
     widget.predict_current()
-    qtbot.waitUntil(lambda: widget._predict_worker is None, timeout=5000)
+    qtbot.waitUntil(lambda: widget._predict_worker is None, timeout=30000)
     assert "unknown" in errors[-2] and "smaller" in errors[-1]
     viewer.add_image(np.random.default_rng(0).random((64, 64)).astype(np.float32), name="big")
     widget.layer_combo.setCurrentText("big")
     widget.predict_current()
-    qtbot.waitUntil(lambda: widget.last_prediction is not None, timeout=5000)
-    qtbot.waitUntil(_idle, timeout=5000)
+    qtbot.waitUntil(lambda: widget.last_prediction is not None, timeout=30000)
+    qtbot.waitUntil(_idle, timeout=30000)
 
 
 def test_closing_viewer_during_evaluation_leaves_no_thread(make_napari_viewer, qtbot, tiny_model, tiny_dataset):
@@ -176,4 +176,4 @@ def test_closing_viewer_during_evaluation_leaves_no_thread(make_napari_viewer, q
     widget.dataset_path.setText(str(tiny_dataset))
     widget.evaluate()
     viewer.close()
-    qtbot.waitUntil(_idle, timeout=10000)
+    qtbot.waitUntil(_idle, timeout=30000)

@@ -3,6 +3,7 @@ time, errors, and closing the viewer while training."""
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -170,3 +171,67 @@ def test_defaults_match_the_cli_and_paper_box_switches_to_the_paper(make_napari_
     assert (cfg.pixel_size_um, cfg.batchnorm) == (0.24, False)
     widget.paper_box.setChecked(False)
     assert widget.model_config() == ModelConfig.recommended()
+
+
+class _Answer:
+    """Stands in for QMessageBox in the training module: answers and records questions."""
+
+    Yes, No = 1, 2
+
+    def __init__(self, answer: int) -> None:
+        self.answer = answer
+        self.asked: list[str] = []
+
+    def question(self, parent, title, text, *args) -> int:
+        self.asked.append(text)
+        return self.answer
+
+
+def test_fresh_start_onto_a_model_asks_and_no_starts_nothing(
+    make_napari_viewer, qtbot, dataset, tmp_path, monkeypatch
+):
+    from _tiny import write_untrained_model
+
+    from napari_zfocus._qt import training
+
+    out = write_untrained_model(tmp_path / "m.zfm")
+    before = out.read_bytes()
+    widget = _widget(make_napari_viewer, dataset)
+    box = _Answer(_Answer.No)
+    monkeypatch.setattr(training, "QMessageBox", box)
+    mc, tc = _configs(out, steps=2)
+    assert not widget.start(model_config=mc, train_config=tc)
+    assert len(box.asked) == 1 and "m.zfm" in box.asked[0]
+    assert widget.worker is None and widget.run.state is RunState.IDLE
+    assert out.read_bytes() == before and not (tmp_path / "m.zfm.ckpt").exists()
+    # "Yes" replaces it with the new training.
+    box.answer = _Answer.Yes
+    assert widget.start(model_config=mc, train_config=tc)
+    qtbot.waitUntil(lambda: widget.run.state is RunState.DONE, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    assert len(box.asked) == 2 and out.read_bytes() != before
+    assert (tmp_path / "m.zfm.ckpt").is_file()
+
+
+@pytest.mark.parametrize("target", ["annotations", "text_file"])
+def test_non_model_output_is_refused_with_a_notification(
+    make_napari_viewer, dataset, tmp_path, monkeypatch, target
+):
+    from napari_zfocus._qt import training
+
+    out = dataset / "annotations.csv" if target == "annotations" else tmp_path / "notes.zfm"
+    if target == "text_file":
+        out.write_text("my notes")
+    before = out.read_bytes()
+    errors: list[str] = []
+    monkeypatch.setattr(training, "show_error", errors.append)
+    box = _Answer(_Answer.Yes)  # even a "yes" must not be asked for
+    monkeypatch.setattr(training, "QMessageBox", box)
+    widget = _widget(make_napari_viewer, dataset)
+    mc, tc = _configs(out, steps=2)
+    assert not widget.start(model_config=mc, train_config=tc)
+    assert widget.worker is None and widget.run.state is RunState.IDLE
+    assert not box.asked
+    assert len(errors) == 1 and str(out) in errors[0]
+    assert re.search(r"not a (napari-zfocus )?model file", errors[0])
+    assert out.read_bytes() == before

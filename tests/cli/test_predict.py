@@ -83,7 +83,7 @@ def test_pixel_size_flag_and_stack_slice(files, capsys) -> None:
     [
         ("no_px", "model", [], "pixel size unknown"),
         ("stack", "model", [], "--slice"),
-        ("not_image", "model", ["--pixel-size", "0.24"], "cannot read"),
+        ("not_image", "model", ["--pixel-size", "0.24"], "not a readable TIFF"),
         ("with_px", "bad_model", [], "refusing"),
         ("with_px", "model", ["--pixel-size", "-1"], "positive"),
         ("missing", "model", [], "no such file"),

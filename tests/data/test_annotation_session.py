@@ -216,3 +216,24 @@ def test_suggest_slice_classic_and_model(tmp_path):
     z = [p.z_um for p in predictor.predict_batch(sim.data.astype(np.float32), 0.24)]
     assert found.source == "model"
     assert found.index == int(np.argmin(np.abs(z)))
+
+
+def test_a_symlink_out_of_the_folder_is_refused_when_the_stack_is_opened(tmp_path):
+    import numpy as np
+
+    from napari_zfocus.data import write_stack
+    from napari_zfocus.data.annotation_session import AnnotationSession
+    from napari_zfocus.errors import DatasetError
+
+    outside = tmp_path / "elsewhere.tif"
+    write_stack(outside, np.ones((3, 8, 8), np.uint16), z_step_um=1.0, pixel_size_um=0.24)
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    write_stack(folder / "inside.tif", np.ones((3, 8, 8), np.uint16), z_step_um=1.0,
+                pixel_size_um=0.24)
+    (folder / "link.tif").symlink_to(outside)
+    session = AnnotationSession.open_folder(folder)
+    names = [e.name for e in session.entries]
+    assert session.stack_path(names.index("inside.tif")) == folder / "inside.tif"
+    with pytest.raises(DatasetError, match="outside"):
+        session.stack_path(names.index("link.tif"))

@@ -81,13 +81,13 @@ def test_all_bad_rows_are_reported_with_line_numbers(folder: Path) -> None:
     assert sorted(by_line) == [3, 4, 5, 6, 7, 8, 9, 10, 11]
     assert "stack file not found: missing.tif" in by_line[3]
     assert "focus_index 6 out of range" in by_line[4] and "6 slices" in by_line[4]
-    assert "focus_index 'two' is not a number" in by_line[5]
+    assert "focus_index must be an integer >= 0, got 'two'" in by_line[5]
     assert "duplicate stack 'a.tif' (first on line 2)" in by_line[6]
-    assert "z_step_um 'nan' must be a positive number" in by_line[7]
-    assert "pixel_size_um '-0.2' must be a positive number" in by_line[8]
+    assert "z_step_um must be a positive number of um within 0.01..100, got 'nan'" in by_line[7]
+    assert "pixel_size_um must be a positive number of um within 0.01..100, got '-0.2'" in by_line[8]
     assert "flat.tif: is a single 2-D image" in by_line[9]
     assert "expected 4 fields, got 3" in by_line[10]
-    assert "focus_index -1 is negative" in by_line[11]
+    assert "focus_index must be an integer >= 0, got '-1'" in by_line[11]
     assert all(p.startswith("annotations.csv line ") for p in err.problems)
 
 
@@ -182,7 +182,7 @@ def test_write_new_annotations(tmp_path: Path) -> None:
 
 
 def test_invalid_annotation_is_not_written(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="focus_index -3"):
+    with pytest.raises(DatasetError, match="focus_index must be an integer >= 0, got -3"):
         write_annotations(tmp_path, [Annotation("x.tif", -3, 1.0, 0.24)])
     assert not (tmp_path / "annotations.csv").exists()
 

@@ -296,6 +296,61 @@ def test_truncated_imagej_pixel_data(tmp_path: Path) -> None:
         read_stack(path)
 
 
+def _write_format(path: Path, data: np.ndarray, kind: str) -> None:
+    if kind == "imagej":
+        write_stack(path, data, z_step_um=1.0, pixel_size_um=0.2)
+    elif kind == "ome":
+        tifffile.imwrite(path, data, ome=True, metadata={"axes": "ZYX"})
+    elif kind == "zlib":
+        tifffile.imwrite(path, data, imagej=True, compression="zlib", metadata={"axes": "ZYX"})
+    else:  # one IFD per page, pages not contiguous
+        with tifffile.TiffWriter(path) as tif:
+            for plane in data:
+                tif.write(plane, contiguous=False, metadata=None)
+
+
+@pytest.mark.parametrize("kind", ["imagej", "ome", "zlib", "pages"])
+def test_every_cut_is_refused_or_reads_whole(tmp_path: Path, kind: str) -> None:
+    """A file cut at any byte is refused (StackError) or still holds every slice intact:
+    never fewer slices, a 2-D image, or another exception type."""
+    full = tmp_path / "full.tif"
+    data = _data(4, 16, 16)
+    _write_format(full, data, kind)
+    raw = full.read_bytes()
+    cut = tmp_path / "cut.tif"
+    for end in range(8, len(raw), max(1, len(raw) // 60)):
+        cut.write_bytes(raw[:end])
+        for allow_2d in (False, True):
+            try:
+                read = read_stack(cut, min_slices=1, allow_2d=allow_2d).to_numpy()
+            except StackError:
+                continue
+            np.testing.assert_array_equal(read, data, err_msg=f"cut at byte {end}")
+
+
+def test_allow_2d_opens_an_image_as_one_slice(tmp_path: Path) -> None:
+    path = tmp_path / "flat.tif"
+    tifffile.imwrite(path, np.full((16, 16), 7, np.uint16))
+    stack = read_stack(path, min_slices=1, allow_2d=True)
+    assert stack.shape == (1, 16, 16) and float(stack.slice(0)[0, 0]) == 7.0
+    with pytest.raises(StackError, match="channel=1 given but it is a 2-D image"):
+        read_stack(path, min_slices=1, allow_2d=True, channel=1)
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (np.zeros((3, 8, 8), bool), "1-bit"),
+        (np.zeros((3, 8, 8), np.complex64), "complex"),
+    ],
+)
+def test_mask_and_complex_pixels_are_refused(tmp_path: Path, data, match) -> None:
+    path = tmp_path / "odd.tif"
+    tifffile.imwrite(path, data)
+    with pytest.raises(StackError, match=match):
+        read_stack(path)
+
+
 def test_non_tiff_and_missing(tmp_path: Path) -> None:
     text = tmp_path / "notes.tif"
     text.write_text("hello, not an image")

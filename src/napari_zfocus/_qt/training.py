@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QSpinBox,
     QToolButton,
@@ -296,6 +297,8 @@ class TrainingWidget(QWidget):
             tc.resume = resume
             if train_config is not None:
                 self.model_edit.setText(str(tc.out))
+            if not self._output_allowed(Path(tc.out), resume, Path(dataset)):
+                return False
             self._on_model_path_changed()
             self.run.start(resume=resume, total_steps=tc.steps)
         except ZFocusError as exc:
@@ -332,6 +335,33 @@ class TrainingWidget(QWidget):
         self._close_watcher.watch(self)  # docked by now: a button of the dock started this
         worker.start()
         return True
+
+    def _output_allowed(self, out: Path, resume: bool, dataset: Path) -> bool:
+        """Whether training may write ``out``; asks before a fresh run replaces a model.
+
+        Raises :class:`ZFocusError` for a file that is never replaced (not a model, the
+        dataset's annotations.csv...), for Resume without a checkpoint, or an unwritable folder.
+        """
+        from napari_zfocus.outputs import OutputExistsError, check_model_output
+
+        names = {"name": "model file", "resume_name": "Resume", "overwrite_name": "Start"}
+        try:
+            check_model_output(out, resume=resume, overwrite=False, dataset=dataset, **names)
+        except OutputExistsError:
+            if not self.ask_overwrite(out):
+                return False
+            check_model_output(out, resume=False, overwrite=True, dataset=dataset, **names)
+        return True
+
+    def ask_overwrite(self, out: Path) -> bool:
+        """Ask whether a fresh training may replace the model ``out`` and its checkpoint."""
+        answer = QMessageBox.question(
+            self, "Replace the model?",
+            f"{out} (or its checkpoint) already exists.\n\nStart a new training and replace "
+            "it? Resume continues its training instead.",
+            QMessageBox.Yes | QMessageBox.No, QMessageBox.No,
+        )
+        return answer == QMessageBox.Yes
 
     def stop(self) -> bool:
         """Ask the running training to save a checkpoint and stop."""

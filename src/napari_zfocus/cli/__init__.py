@@ -2,16 +2,19 @@
 
 Each sub-command lives in its own module that defines ``add_parser(subparsers)``; the
 parser it adds sets ``func`` to a callable ``(args) -> int`` returning the exit code.
-User errors (:class:`~napari_zfocus.errors.ZFocusError`) print one line to stderr and
-exit with code 2.
+User errors (:class:`~napari_zfocus.errors.ZFocusError`) and bad flags print one line to
+stderr and exit with code 2; an unexpected exception (a bug) prints one line and exits with
+code 1 (``ZFOCUS_DEBUG=1`` shows its traceback); Ctrl-C exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from napari_zfocus import __version__
 from napari_zfocus.errors import ZFocusError
@@ -30,16 +33,39 @@ COMMANDS: dict[str, str] = {
 }
 
 EXIT_USER_ERROR = 2
+#: Exit code of an unexpected exception (a bug), as Python's own.
+EXIT_INTERNAL_ERROR = 1
+EXIT_INTERRUPTED = 130
+#: Set to 1 to get the traceback of an internal error instead of its one-line summary.
+DEBUG_ENV = "ZFOCUS_DEBUG"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are ONE line on stderr, exit code 2.
+
+    argparse prints its usage block before the message; the CLI promises one line that
+    names the flag (``zfocus train: error: argument --seed: ...``). ``--help`` still prints
+    the full usage.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        if message.endswith("required: COMMAND"):
+            message = f"a command is required, one of: {', '.join(COMMANDS)}"
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {_one_line(message)}\n")
 
 
 def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """Build the argument parser with the given sub-commands (default: all)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="zfocus",
         description="CNN software autofocus for bright-field microscopy (napari-zfocus).",
     )
     parser.add_argument("--version", action="version", version=f"zfocus {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for name in commands or COMMANDS:
         module = importlib.import_module(COMMANDS[name])
@@ -54,15 +80,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = next((a for a in argv if not a.startswith("-")), None)
     commands = [chosen] if chosen in COMMANDS else None
     parser = build_parser(commands)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a refused flag (2), --help or --version (0)
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        return EXIT_USER_ERROR
     try:
         return int(args.func(args) or 0)
     except ZFocusError as exc:
-        print(f"zfocus {args.command}: error: {exc}", file=sys.stderr)
+        print(f"zfocus {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"zfocus {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line, not a traceback, unless debugging
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        detail = _one_line(str(exc)) or "(no message)"
+        print(
+            f"zfocus {args.command}: internal error: {type(exc).__name__}: {detail} "
+            f"(set {DEBUG_ENV}=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_zfocus.cli import _args
+
 #: Where Debian/Ubuntu's libtcmalloc-minimal4 puts the library.
 TCMALLOC_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
@@ -50,10 +52,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "to a z estimate, one frame at a time.",
     )
     p.add_argument("model", type=Path, help="model file (.zfm)")
-    p.add_argument("--frames", type=int, default=200, help="timed frames (default 200)")
-    p.add_argument("--warmup", type=int, default=20, help="untimed frames first (default 20)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--frames", type=_args.integer(1, _args.MAX_BENCH_FRAMES), default=200,
+                   help="timed frames (default 200)")
+    p.add_argument("--warmup", type=_args.integer(0, _args.MAX_BENCH_FRAMES), default=20,
+                   help="untimed frames first (default 20)")
+    p.add_argument("--device", type=_args.DEVICE, default=None,
+                   help="torch device: auto, cpu, cuda, cuda:N, mps (default: cuda if available)")
+    p.add_argument("--threads", type=_args.THREADS, default=None,
+                   help="torch threads (default: all cores)")
     p.add_argument(
         "--compile",
         action="store_true",

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from napari_zfocus.cli import _args
 from napari_zfocus.cli.live import (
     _jsonable,
     add_controller_arguments,
@@ -34,15 +35,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("--headless", action="store_true", help="no GUI: run a short session")
     p.add_argument("--model", metavar="MODEL", help="model file (default: the demo model)")
-    p.add_argument("--minutes", type=float, default=10.0,
-                   help="--headless: simulated minutes (default 10)")
-    p.add_argument("--interval-s", type=float, default=2.0,
+    p.add_argument("--minutes", type=_args.number(0.0, 60 * _args.MAX_SIM_HOURS, lo_open=True),
+                   default=10.0, help="--headless: simulated minutes (default 10)")
+    p.add_argument("--interval-s", type=_args.number(*_args.INTERVAL_S), default=2.0,
                    help="--headless: simulated seconds between frames (default 2)")
-    p.add_argument("--drift-um", type=float, default=10.0,
-                   help="--headless: net drift over the session, um (default 10)")
-    p.add_argument("--oracle-noise", type=float, default=None, metavar="UM",
+    p.add_argument("--drift-um", type=_args.number(-_args.MAX_DRIFT_UM, _args.MAX_DRIFT_UM),
+                   default=10.0, help="--headless: net drift over the session, um (default 10)")
+    p.add_argument("--oracle-noise", type=_args.number(0.0, _args.MAX_ORACLE_NOISE_UM),
+                   default=None, metavar="UM",
                    help="--headless: use the true defocus + UM noise instead of a model")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_args.SEED, default=0, help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="--headless: JSON summary as last line")
     add_controller_arguments(p)
     p.set_defaults(func=run)

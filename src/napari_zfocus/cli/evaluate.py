@@ -16,6 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from napari_zfocus.cli import _args
+
+#: Fewest slices per stack within the model's z range: with one, a stack tests only z = 0.
+MIN_SLICES_IN_RANGE = 2
+
 #: Metrics shown in the table, with their labels and formats.
 _ROWS = (
     ("n_images", "images", "{:d}"),
@@ -64,7 +69,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="centre",
         help="centre field of each image (the paper) or every field-sized tile",
     )
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    p.add_argument("--device", type=_args.DEVICE, default=None,
+                   help="torch device: auto, cpu, cuda, cuda:N, mps (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -75,6 +81,34 @@ def load_dataset(path: Path) -> Any:
     from napari_zfocus.data import read_dataset
 
     return read_dataset(path)
+
+
+def check_z_coverage(dataset: Any, config: Any) -> None:
+    """Refuse a stack with fewer than :data:`MIN_SLICES_IN_RANGE` slices in the model's z range.
+
+    Such a stack only tests z = 0 (its z-step is coarser than the model's whole range),
+    and a dataset of them gives metrics over a handful of images that look meaningful.
+    Only stack headers are read.
+
+    Raises
+    ------
+    DatasetError
+        Naming ``annotations.csv``, the stack, its z-step and the model's z range.
+    """
+    from napari_zfocus.errors import DatasetError, describe
+
+    eps = 1e-6 * max(1.0, config.bin_um)  # as the evaluation itself counts them
+    for a in dataset:
+        n = dataset.open_stack(a).n_slices
+        z = [(i - a.focus_index) * a.z_step_um for i in range(n)]
+        inside = sum(config.z_min_um - eps <= v <= config.z_max_um + eps for v in z)
+        if inside < MIN_SLICES_IN_RANGE:
+            raise DatasetError(describe(
+                dataset.csv_path,
+                f"{a.stack}: only {inside} of its {n} slices lie within the model's z range "
+                f"{config.z_min_um:g}..{config.z_max_um:g} um at z-step {a.z_step_um:g} um; "
+                f"evaluation needs at least {MIN_SLICES_IN_RANGE} per stack",
+            ))
 
 
 def _format(value: Any, fmt: str) -> str:
@@ -106,9 +140,12 @@ def run(args: argparse.Namespace) -> int:
     from napari_zfocus.model.evaluation import iter_evaluate
     from napari_zfocus.model.inference import Predictor
 
+    if args.plots is not None:
+        check_plots_folder(args.plots)  # before the evaluation, not after it
     dataset = load_dataset(args.dataset)
     fit = load_dataset(args.baseline_fit) if args.baseline_fit is not None else None
     predictor = Predictor.from_file(args.model, device=args.device)
+    check_z_coverage(dataset, predictor.config)
     bars: dict[str, Any] = {}
     gen = iter_evaluate(
         predictor, dataset, baselines=args.baselines, crops=args.crops, fit_dataset=fit
@@ -144,14 +181,28 @@ def run(args: argparse.Namespace) -> int:
 
     summary = result.to_json_dict()
     summary.update(model=str(args.model), dataset=str(args.dataset), crops=args.crops)
-    if args.plots is not None:
-        from napari_zfocus.model.plots import save_evaluation_plots
-
-        written = save_evaluation_plots(result, args.plots)
-        print(f"wrote {len(written)} files to {args.plots}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
     else:
         print(f"model {args.model} on {args.dataset}")
         print(format_table(summary))
+    if args.plots is not None:  # after the results: a write that fails anyway loses nothing else
+        from napari_zfocus.model.plots import save_evaluation_plots
+
+        try:
+            written = save_evaluation_plots(result, args.plots)
+        except OSError as exc:
+            raise ZFocusError(
+                f"--plots {args.plots}: cannot write the plots ({exc.strerror or exc})") from None
+        print(f"wrote {len(written)} files to {args.plots}", file=sys.stderr)
     return 0
+
+
+def check_plots_folder(folder: Path) -> Path:
+    """Refuse a ``--plots`` folder that cannot be written or holds a file of the same name
+    as an output that is not an earlier evaluation's (those are replaced)."""
+    from napari_zfocus.model.plots import EVALUATION_FILES
+    from napari_zfocus.outputs import check_output_folder, starts_with
+
+    files = {name: starts_with(head) for name, head in EVALUATION_FILES.items()}
+    return check_output_folder(folder, "--plots", files=files, kind="an earlier eval output")

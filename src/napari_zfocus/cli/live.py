@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from napari_zfocus.cli import _args
 from napari_zfocus.errors import ZFocusError
 
 HELP = "hold focus live with a model (simulated microscope or pymmcore-plus hardware)"
@@ -27,17 +28,20 @@ HELP = "hold focus live with a model (simulated microscope or pymmcore-plus hard
 def add_controller_arguments(p: argparse.ArgumentParser) -> None:
     """Controller knobs shared by ``live`` and ``demo``."""
     g = p.add_argument_group("controller")
-    g.add_argument("--dead-band", type=float, default=0.5, metavar="UM",
+    g.add_argument("--dead-band", type=_args.number(0.0, _args.MAX_DEAD_BAND_UM), default=0.5,
+                   metavar="UM",
                    help="no move while |estimate - lock| <= UM (default 0.5; the paper used 1)")
-    g.add_argument("--max-step", type=float, default=3.0, metavar="UM",
+    g.add_argument("--max-step", type=_args.number(0.0, _args.MAX_STEP_UM, lo_open=True),
+                   default=3.0, metavar="UM",
                    help="largest single focus move (default 3)")
-    g.add_argument("--gain", type=float, default=1.0,
-                   help="fraction of the error corrected (default 1)")
-    g.add_argument("--smoothing", type=float, default=0.0,
+    g.add_argument("--gain", type=_args.number(0.0, 1.0, lo_open=True), default=1.0,
+                   help="fraction of the error corrected, 0 < g <= 1 (default 1)")
+    g.add_argument("--smoothing", type=_args.number(0.0, 1.0, hi_open=True), default=0.0,
                    help="exponential smoothing of estimates, 0..<1 (default 0)")
-    g.add_argument("--min-confidence", type=float, default=0.3,
-                   help="hold below this prediction confidence (default 0.3)")
-    g.add_argument("--z-limits", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+    g.add_argument("--min-confidence", type=_args.FRACTION, default=0.3,
+                   help="hold below this prediction confidence, 0..1 (default 0.3)")
+    g.add_argument("--z-limits", nargs=2, metavar=("LOW", "HIGH"), default=None,
+                   action=_args.interval(-_args.MAX_Z_LIMIT_UM, _args.MAX_Z_LIMIT_UM),
                    help="absolute focus limits in um (default: the drive's limits)")
 
 
@@ -70,22 +74,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     src.add_argument("--simulate", action="store_true", help="use the simulated microscope")
     src.add_argument("--mm-config", metavar="CFG", help="Micro-Manager configuration file")
     p.add_argument("--model", metavar="MODEL", help="model file (default: the demo model)")
-    p.add_argument("--oracle-noise", type=float, default=None, metavar="UM",
+    p.add_argument("--oracle-noise", type=_args.number(0.0, _args.MAX_ORACLE_NOISE_UM),
+                   default=None, metavar="UM",
                    help="simulation only: replace the model by the true defocus + UM noise "
                         "(checks the control loop without a network)")
-    p.add_argument("--hours", type=float, default=1.0, help="simulated hours (default 1)")
-    p.add_argument("--drift-um", type=float, default=40.0,
+    p.add_argument("--hours", type=_args.number(0.0, _args.MAX_SIM_HOURS, lo_open=True),
+                   default=1.0, help="simulated hours (default 1)")
+    p.add_argument("--drift-um", type=_args.number(-_args.MAX_DRIFT_UM, _args.MAX_DRIFT_UM),
+                   default=40.0,
                    help="net thermal drift over the session, um (default 40, the paper's 24 h)")
-    p.add_argument("--interval-s", type=float, default=5.0,
+    p.add_argument("--interval-s", type=_args.number(*_args.INTERVAL_S), default=5.0,
                    help="seconds between frames (simulated, or real with --mm-config; default 5)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_args.SEED, default=0, help="random seed (default 0)")
     p.add_argument("--scene", choices=("yeast", "pattern"), default="yeast",
                    help="simulated sample: yeast (bright-field simulator, default) or a fast "
                         "analytic pattern (only with --oracle-noise)")
-    p.add_argument("--size", type=int, default=256, help="simulated frame size, px (default 256)")
-    p.add_argument("--pixel-size", type=float, default=0.24,
+    p.add_argument("--size", type=_args.integer(*_args.SIM_FRAME_PX), default=256,
+                   help="simulated frame size, px (default 256)")
+    p.add_argument("--pixel-size", type=_args.length_um(_args.SIM_PIXEL_SIZE_UM), default=0.24,
                    help="simulated pixel size, um (default 0.24)")
-    p.add_argument("--frames", type=int, default=None,
+    p.add_argument("--frames", type=_args.integer(1, _args.MAX_LIVE_FRAMES), default=None,
                    help="--mm-config: stop after this many frames (default: until Ctrl-C)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.add_argument("--csv", metavar="PATH", help="write the decision log as CSV")
@@ -109,6 +117,24 @@ def _progress_printer(every_s: float = 5.0):
               file=sys.stderr, flush=True)
 
     return progress
+
+
+def _announce_once(line: str):
+    """Wrap a progress callback so ``line`` is printed with the first report: a session that
+    fails while starting (bad model, bad pixel size) then prints its error line alone."""
+
+    def wrap(progress):
+        said = [False]
+
+        def report(done: int, total: int, decision: Any) -> None:
+            if not said[0]:
+                said[0] = True
+                print(line, file=sys.stderr, flush=True)
+            progress(done, total, decision)
+
+        return report
+
+    return wrap
 
 
 def format_summary(d: dict[str, Any]) -> list[str]:
@@ -145,21 +171,23 @@ def run_simulation(args: argparse.Namespace) -> int:
     if args.scene == "pattern":
         renderer = PatternRenderer(shape, args.pixel_size, seed=args.seed)
     settings = controller_settings(args)
-    print(f"zfocus live: simulating {args.hours:g} h, drift {args.drift_um:g} um, one frame every "
-          f"{args.interval_s:g} s", file=sys.stderr, flush=True)
+    announce = _announce_once(
+        f"zfocus live: simulating {args.hours:g} h, drift {args.drift_um:g} um, one frame every "
+        f"{args.interval_s:g} s"
+    )
     result = run_simulated_session(
         args.model, hours=args.hours, drift_um=args.drift_um, frame_interval_s=args.interval_s,
-        seed=args.seed, progress=_progress_printer(), oracle_noise_um=args.oracle_noise,
+        seed=args.seed, progress=announce(_progress_printer()), oracle_noise_um=args.oracle_noise,
         renderer=renderer, controller_settings=settings,
         microscope_settings=SimulatedMicroscopeSettings(shape=shape, pixel_size_um=args.pixel_size),
     )
-    if args.csv:
-        result.controller.export_csv(args.csv)
     summary = result.to_dict()
     for line in format_summary(summary):
         print(line, file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(_jsonable(summary)), flush=True)
+    if args.csv:  # after the summary: a write that fails anyway (disk full) loses nothing else
+        _export_csv(result.controller, args.csv)
     return 0
 
 
@@ -181,7 +209,7 @@ def run_hardware(args: argparse.Namespace) -> int:
     """``zfocus live --mm-config CFG``: the controller on real hardware."""
     from napari_zfocus.control.controller import FocusController
     from napari_zfocus.control.mmcore import MMCoreMicroscope, load_mmcore
-    from napari_zfocus.control.session import load_predictor
+    from napari_zfocus.control.session import check_pixel_size_fits, load_predictor
 
     cfg = Path(args.mm_config)
     if not cfg.is_file():
@@ -191,6 +219,7 @@ def run_hardware(args: argparse.Namespace) -> int:
     predictor = load_predictor(args.model)
     core = load_mmcore(cfg)
     microscope = MMCoreMicroscope(core)
+    check_pixel_size_fits(predictor, microscope.pixel_size_um)
     controller = FocusController(predictor, microscope, controller_settings(args))
     t0 = time.perf_counter()
     frames = 0
@@ -211,7 +240,7 @@ def run_hardware(args: argparse.Namespace) -> int:
     finally:
         microscope.close()
         if args.csv:
-            controller.export_csv(args.csv)
+            _export_csv(controller, args.csv)
     wall = time.perf_counter() - t0
     summary = {**controller.summary(), "frames": frames, "wall_s": wall,
                "fps": frames / wall if wall > 0 else None}
@@ -220,10 +249,31 @@ def run_hardware(args: argparse.Namespace) -> int:
     return 1 if controller.stopped else 0
 
 
+def check_csv(path: str) -> Path:
+    """Refuse a ``--csv`` path before the session: a folder, an unwritable place, or an
+    existing file that is not an earlier decision log (those are replaced)."""
+    from napari_zfocus.control.controller import DECISION_COLUMNS
+    from napari_zfocus.outputs import check_output_file, starts_with
+
+    header = ",".join(DECISION_COLUMNS[:2]) + ","
+    return check_output_file(path, "--csv", replaceable=starts_with(header.encode()),
+                             kind="a zfocus decision log")
+
+
+def _export_csv(controller: Any, path: str) -> None:
+    try:
+        controller.export_csv(path)
+    except OSError as exc:
+        raise ZFocusError(
+            f"--csv {path}: cannot write the decision log ({exc.strerror or exc})") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``zfocus live``."""
+    if not (args.simulate or args.mm_config):
+        raise ZFocusError("choose a microscope: --simulate, or --mm-config CFG for hardware")
+    if args.csv:
+        check_csv(args.csv)  # before hours of session, not after
     if args.simulate:
         return run_simulation(args)
-    if args.mm_config:
-        return run_hardware(args)
-    raise ZFocusError("choose a microscope: --simulate, or --mm-config CFG for hardware")
+    return run_hardware(args)

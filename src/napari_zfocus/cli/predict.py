@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_zfocus.cli import _args
 from napari_zfocus.errors import ZFocusError, describe
 
 
@@ -30,15 +31,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("image", type=Path, help="2-D TIFF image (or a z-stack with --slice)")
     p.add_argument(
         "--pixel-size",
-        type=float,
+        type=_args.PIXEL_SIZE,
         default=None,
         metavar="UM",
         help="pixel size in um (overrides the file's metadata)",
     )
     p.add_argument(
-        "--slice", type=int, default=None, metavar="N", help="0-based slice of a z-stack to read"
+        "--slice", type=_args.INDEX, default=None, metavar="N",
+        help="0-based slice of a z-stack to read",
     )
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    p.add_argument("--device", type=_args.DEVICE, default=None,
+                   help="torch device: auto, cpu, cuda, cuda:N, mps (default: cuda if available)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=run)
     return p
@@ -47,42 +50,36 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def read_image(path: Path, slice_index: int | None = None) -> tuple[np.ndarray, float | None]:
     """Read a 2-D image (or one slice of a stack) and its pixel size (um, or ``None``).
 
+    The file goes through the stack reader, so a truncated or damaged file is refused
+    (never read as a 2-D image or as fewer slices), as are RGB, 1-bit, complex and
+    NaN / infinite pixels.
+
     Raises
     ------
     ZFocusError
-        Missing or non-TIFF file, a stack without ``--slice``, a 2-D image with one,
-        colour (RGB) or otherwise non-2-D data.
+        Missing or unreadable file, a stack without ``--slice`` or with one outside it,
+        ``--slice`` other than 0 on a 2-D image.
     """
-    import tifffile
-
-    from napari_zfocus.data.metadata import read_physical_sizes
+    from napari_zfocus.data import read_stack
 
     if not path.exists():
         raise ZFocusError(describe(path, "no such file"))
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            shape = tuple(int(n) for n in series.shape if n != 1)
-            pixel_size = read_physical_sizes(tif).pixel_size_um
-            if len(shape) == 2:
-                if slice_index not in (None, 0):
-                    raise ZFocusError(
-                        describe(path, f"is a 2-D image; --slice {slice_index} does not apply")
-                    )
-                image = np.asarray(series.asarray()).reshape(shape)
-                return image, pixel_size
-    except ZFocusError:
-        raise
-    except Exception as exc:  # tifffile raises many types for non-TIFF / corrupt input
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ZFocusError(describe(path, f"cannot read as a TIFF image ({reason})")) from None
+    stack = read_stack(path, min_slices=1, allow_2d=True)
+    n = stack.n_slices
+    if n == 1:
+        if slice_index not in (None, 0):
+            raise ZFocusError(
+                f"--slice {slice_index}: {path} is a 2-D image (only --slice 0 applies)"
+            )
+        return stack.slice(0), stack.pixel_size_um
     if slice_index is None:
         raise ZFocusError(
-            describe(path, f"holds an array of shape {shape}; choose a z-slice with --slice N")
+            describe(path, f"holds a z-stack of shape {stack.shape}; choose a z-slice with "
+                     f"--slice N (0..{n - 1})")
         )
-    from napari_zfocus.data import read_stack
-
-    stack = read_stack(path, min_slices=1)
+    if not 0 <= slice_index < n:
+        raise ZFocusError(f"--slice {slice_index} is out of range: {path} has {n} slices "
+                          f"(0..{n - 1})")
     return stack.slice(slice_index), stack.pixel_size_um
 
 

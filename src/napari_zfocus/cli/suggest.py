@@ -10,6 +10,8 @@ import argparse
 import json
 from typing import Any
 
+from napari_zfocus.cli import _args
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``suggest`` sub-command."""
@@ -24,14 +26,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("stack", metavar="STACK", help="z-stack TIFF or folder of 2-D slices")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
-        "--z-step", type=float, default=None, metavar="UM", help="override the z-step (um)"
+        "--z-step", type=_args.Z_STEP, default=None, metavar="UM", help="override the z-step (um)"
     )
     parser.add_argument(
-        "--pixel-size", type=float, default=None, metavar="UM", help="override the pixel size (um)"
+        "--pixel-size", type=_args.PIXEL_SIZE, default=None, metavar="UM",
+        help="override the pixel size (um)",
     )
-    parser.add_argument("--channel", type=int, default=None, help="channel of a multi-channel file")
-    parser.add_argument("--timepoint", type=int, default=None, help="time point of a time series")
-    parser.add_argument("--series", type=int, default=None,
+    parser.add_argument("--channel", type=_args.INDEX, default=None,
+                        help="channel of a multi-channel file")
+    parser.add_argument("--timepoint", type=_args.INDEX, default=None,
+                        help="time point of a time series")
+    parser.add_argument("--series", type=_args.INDEX, default=None,
                         help="image series of a multi-position file (stage position)")
     parser.set_defaults(func=run)
     return parser

@@ -4,6 +4,7 @@ Example::
 
     zfocus train my_dataset --out yeast40x.zfm --minutes 10
     zfocus train my_dataset --out yeast40x.zfm --minutes 30 --resume   # train longer
+    zfocus train my_dataset --out yeast40x.zfm --overwrite              # start afresh
     torchrun --nproc_per_node 2 -m napari_zfocus.cli train my_dataset --out m.zfm --steps 2000
 
 Ctrl-C once stops cleanly (a checkpoint and a usable model are written; continue with
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from napari_zfocus.cli import _args
 from napari_zfocus.errors import ZFocusError
 
 #: Where Debian/Ubuntu (``apt-get install libtcmalloc-minimal4``) put the allocator.
@@ -48,40 +50,56 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("dataset", metavar="DATASET", help="dataset folder with annotations.csv")
     p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.zfm)")
     budget = p.add_argument_group("budget")
-    budget.add_argument("--minutes", type=float, help="wall-clock budget, minutes")
-    budget.add_argument("--steps", type=int, help="optimiser-step budget")
+    budget.add_argument("--minutes", type=_args.number(0, _args.MAX_TRAIN_MINUTES, lo_open=True),
+                        help="wall-clock budget, minutes")
+    budget.add_argument("--steps", type=_args.integer(1, _args.MAX_STEPS),
+                        help="optimiser-step budget")
     budget.add_argument("--resume", action="store_true",
                         help="continue from OUT.ckpt towards the same (or a raised) budget")
+    budget.add_argument("--overwrite", action="store_true",
+                        help="replace an existing model OUT and its checkpoint OUT.ckpt "
+                             "(a fresh run; without it an existing model is refused)")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--batch", type=int, default=None, help="images per step and process")
-    opt.add_argument("--lr", type=float, default=None, help="peak learning rate (Adam)")
-    opt.add_argument("--label-sigma-um", type=float, default=None,
+    opt.add_argument("--batch", type=_args.integer(1, _args.MAX_BATCH), default=None,
+                     help="images per step and process")
+    opt.add_argument("--lr", type=_args.number(0, _args.MAX_LR, lo_open=True), default=None,
+                     help="peak learning rate (Adam)")
+    opt.add_argument("--label-sigma-um", type=_args.number(*_args.LABEL_SIGMA_UM), default=None,
                      help="width of the soft (Gaussian) labels, um; 0 = one-hot as in the paper")
     opt.add_argument("--init", choices=("default", "paper"), default=None,
                      help="weight initialisation (paper: truncated normal sd 0.1, needs lr ~1e-4)")
-    opt.add_argument("--seed", type=int, default=0, help="seed of split, weights and batches")
+    opt.add_argument("--seed", type=_args.SEED, default=0,
+                     help="seed of split, weights and batches")
     opt.add_argument("--no-augment", action="store_true", help="no random flips / rotations")
     model = p.add_argument_group(
         "model (defaults: the paper's, except 1.2 um/px and batch-norm for CPU budgets; "
         "on --resume: the checkpoint's)"
     )
-    model.add_argument("--bin-um", type=float, help="z-bin size, um (paper: 1)")
-    model.add_argument("--z-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+    model.add_argument("--bin-um", type=_args.length_um(_args.BIN_UM),
+                       help="z-bin size, um (paper: 1)")
+    model.add_argument("--z-range", nargs=2, metavar=("MIN", "MAX"),
+                       action=_args.interval(-_args.MAX_Z_RANGE_UM, _args.MAX_Z_RANGE_UM),
                        help="z range of the bins, um (paper: -20 20)")
-    model.add_argument("--pixel-size-um", type=float, help="pixel size the network sees (1.2; paper 0.24)")
-    model.add_argument("--field-um", type=float, help="side of the field it sees, um (60)")
+    model.add_argument("--pixel-size-um", type=_args.PIXEL_SIZE,
+                       help="pixel size the network sees (1.2; paper 0.24)")
+    model.add_argument("--field-um", type=_args.length_um(_args.FIELD_UM),
+                       help="side of the field it sees, um (60)")
     model.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
                        help="batch normalisation after each convolution (on)")
-    model.add_argument("--dropout", type=float, help="dropout before the last layer (paper: 0.5)")
+    model.add_argument("--dropout", type=_args.unit_interval("dropout"),
+                       help="dropout before the last layer, 0 <= p < 1 (paper: 0.5)")
     val = p.add_argument_group("validation and checkpoints")
-    val.add_argument("--val-fraction", type=float, default=None,
-                     help="fraction of STACKS held out for validation (0.1)")
-    val.add_argument("--validate-every", type=int, default=None, help="steps between validations")
-    val.add_argument("--checkpoint-every", type=int, default=None,
-                     help="steps between checkpoints (also every 2 minutes)")
+    val.add_argument("--val-fraction", type=_args.number(0.0, 1.0, hi_open=True), default=None,
+                     help="fraction of STACKS held out for validation, 0 <= f < 1 (0.1)")
+    val.add_argument("--validate-every", type=_args.integer(0, _args.MAX_STEPS), default=None,
+                     help="steps between validations (0: none)")
+    val.add_argument("--checkpoint-every", type=_args.integer(0, _args.MAX_STEPS), default=None,
+                     help="steps between checkpoints (also every 2 minutes; 0: by time only)")
     run = p.add_argument_group("execution")
-    run.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1")
-    run.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    run.add_argument("--device", type=_args.DEVICE, default="auto",
+                     help="auto (CUDA if present), cpu, cuda, cuda:1, mps")
+    run.add_argument("--threads", type=_args.THREADS, default=None,
+                     help="CPU threads (default: all cores)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=run_train)
@@ -184,6 +202,12 @@ def run_train(args: argparse.Namespace) -> int:
     """Run ``zfocus train``; returns 0 when done, 130 when stopped with Ctrl-C."""
     if not Path(args.dataset).is_dir():
         raise ZFocusError(f"{args.dataset}: dataset folder not found")
+    from napari_zfocus.outputs import check_model_output
+
+    # Before the dataset is read and minutes of training start: never replace a user's
+    # file, an earlier model only when asked to.
+    check_model_output(args.out, resume=args.resume, overwrite=args.overwrite,
+                       dataset=args.dataset)
     _maybe_reexec_with_tcmalloc(args)
 
     from napari_zfocus.data import read_dataset

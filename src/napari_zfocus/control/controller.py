@@ -25,135 +25,47 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter, deque
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from napari_zfocus._atomic import atomic_open
+from napari_zfocus.control.controller_settings import (  # noqa: F401 - re-exported
+    AT_LIMIT,
+    BIMODAL,
+    BLANK_FRAME,
+    CAMERA_ERROR,
+    DECISION_COLUMNS,
+    FAILURES,
+    IN_DEAD_BAND,
+    INVALID_SETTINGS,
+    LOCKED,
+    LOW_CONFIDENCE,
+    MODEL_ERROR,
+    MOVED,
+    MOVED_CLAMPED,
+    NO_ALLOWED_RANGE,
+    NOT_LOCKED,
+    OUTSIDE_LIMITS,
+    PREDICTION_NAN,
+    STAGE_BUSY,
+    STAGE_ERROR,
+    STAGE_TIMEOUT,
+    STOPPED,
+    ControllerSettings,
+    Decision,
+    PredictorLike,
+)
 from napari_zfocus.control.microscope import Frame, Microscope
+from napari_zfocus.control.stage_safety import (
+    distance_to_range,
+    is_safe_move,
+    safe_target,
+    usable_range,
+)
 from napari_zfocus.errors import ZFocusError
-
-# Reasons recorded in the decision log (stable strings: scripts and the GUI key on them).
-MOVED = "moved"
-MOVED_CLAMPED = "moved_clamped"  # the step was cut to max_step_um or to the z limits
-IN_DEAD_BAND = "in_dead_band"
-NOT_LOCKED = "not_locked"
-LOW_CONFIDENCE = "low_confidence"
-BIMODAL = "bimodal"
-BLANK_FRAME = "blank_frame"
-STAGE_BUSY = "stage_busy"
-AT_LIMIT = "at_limit"
-LOCKED = "locked"
-CAMERA_ERROR = "camera_error"
-MODEL_ERROR = "model_error"
-PREDICTION_NAN = "prediction_nan"
-STAGE_ERROR = "stage_error"
-STAGE_TIMEOUT = "stage_timeout"
-STOPPED = "stopped"
-FAILURES = (CAMERA_ERROR, MODEL_ERROR, PREDICTION_NAN, STAGE_ERROR, STAGE_TIMEOUT)
-
-
-class PredictorLike(Protocol):
-    """Anything with :meth:`napari_zfocus.model.inference.Predictor.predict`'s signature."""
-
-    def predict(self, image: np.ndarray, pixel_size_um: float) -> Any: ...
-
-
-@dataclass
-class ControllerSettings:
-    """Settings of :class:`FocusController` (distances in um).
-
-    Attributes
-    ----------
-    dead_band_um
-        No move while ``|estimate - locked|`` is within this (the paper used 1 um).
-    gain
-        Fraction of the error corrected per move (0 < gain <= 1).
-    smoothing
-        Exponential smoothing of the absolute focus position, 0 (none) .. <1 (heavy).
-    max_step_um
-        Largest single move; larger corrections are cut to this.
-    z_limits_um
-        Absolute limits of the focus drive for the controller, or None for the
-        microscope's own limits (the tighter of both applies).
-    max_travel_um
-        Largest distance from the stage position at which focus was locked (None: no
-        limit). Caps the damage of a model that is confidently wrong on an unfamiliar
-        sample: the stage cannot run away to the drive's end. The paper's 24 h run
-        drifted 40 um.
-    min_confidence
-        Hold when the prediction's confidence is below this.
-    hold_on_bimodal
-        Hold when the softmax is bimodal.
-    max_failures
-        Stop after this many consecutive failures.
-    max_busy_frames
-        A stage still busy after this many consecutive frames counts as a failure.
-    lock_frames
-        Frames whose median estimate :meth:`FocusController.lock` stores.
-    max_log
-        Decisions kept in memory (oldest dropped first; counters keep counting).
-    """
-
-    dead_band_um: float = 0.5
-    gain: float = 1.0
-    smoothing: float = 0.0
-    max_step_um: float = 3.0
-    z_limits_um: tuple[float, float] | None = None
-    max_travel_um: float | None = 75.0
-    min_confidence: float = 0.3
-    hold_on_bimodal: bool = True
-    max_failures: int = 5
-    max_busy_frames: int = 50
-    lock_frames: int = 3
-    max_log: int = 1_000_000
-
-    def validate(self) -> None:
-        """Raise :class:`ZFocusError` on an impossible setting."""
-        if not (self.dead_band_um >= 0 and math.isfinite(self.dead_band_um)):
-            raise ZFocusError(f"dead band must be >= 0 um, got {self.dead_band_um}")
-        if not 0 < self.gain <= 1:
-            raise ZFocusError(f"gain must be in (0, 1], got {self.gain}")
-        if not 0 <= self.smoothing < 1:
-            raise ZFocusError(f"smoothing must be in [0, 1), got {self.smoothing}")
-        if not (self.max_step_um > 0 and math.isfinite(self.max_step_um)):
-            raise ZFocusError(f"max step must be a positive number of um, got {self.max_step_um}")
-        if self.z_limits_um is not None and not self.z_limits_um[0] < self.z_limits_um[1]:
-            raise ZFocusError(f"z limits must be increasing, got {self.z_limits_um}")
-        if self.max_travel_um is not None and not (
-            self.max_travel_um > 0 and math.isfinite(self.max_travel_um)
-        ):
-            raise ZFocusError(f"max travel must be a positive number of um, got {self.max_travel_um}")
-        if not 0 <= self.min_confidence <= 1:
-            raise ZFocusError(f"min confidence must be in [0, 1], got {self.min_confidence}")
-        if self.max_failures < 1 or self.max_busy_frames < 1 or self.lock_frames < 1:
-            raise ZFocusError("max failures, max busy frames and lock frames must be >= 1")
-
-
-@dataclass(slots=True)
-class Decision:
-    """One step of the controller: what it saw, what it did and why."""
-
-    index: int
-    time_s: float
-    stage_z_um: float  # focus drive position when the frame was taken
-    estimate_um: float  # model estimate (nan when there was none)
-    confidence: float
-    bimodal: bool
-    locked_um: float  # the locked estimate (nan when not locked)
-    error_um: float  # correction still needed: smoothed (estimate - lock) at the current z
-    move_um: float  # the move started (0 for a hold)
-    target_z_um: float  # where the stage was sent (its position on a hold)
-    action: str  # "move", "hold", "lock" or "stop"
-    reason: str
-    failures: int  # consecutive failures after this step
-    true_defocus_um: float = math.nan  # from the frame metadata (simulation only)
-    message: str = ""
-
-
-DECISION_COLUMNS = tuple(f.name for f in fields(Decision))
 
 
 @dataclass
@@ -161,6 +73,15 @@ class _Estimate:
     z_um: float
     confidence: float
     bimodal: bool
+
+
+def metadata_float(frame: Frame, key: str) -> float:
+    """A number from the frame metadata (nan when absent or garbled: a camera adapter's
+    metadata is free-form and must never crash the loop)."""
+    try:
+        return float(frame.metadata.get(key, math.nan))
+    except (AttributeError, TypeError, ValueError):
+        return math.nan
 
 
 class FocusController:
@@ -228,6 +149,9 @@ class FocusController:
         frames, low confidence, bimodal, NaN, camera errors).
         """
         stage_z = self._safe_get_z()
+        if not math.isfinite(stage_z):
+            # The travel window is centred on this position: without it there is no lock.
+            raise ZFocusError("cannot lock focus: the focus position cannot be read")
         t = math.nan
         if target_z_um is None:
             values = []
@@ -287,8 +211,9 @@ class FocusController:
                 frame = self.microscope.snap()
             except Exception as exc:  # noqa: BLE001 - any camera failure is a failure
                 return self._fail(CAMERA_ERROR, str(exc))
-        truth = float(frame.metadata.get("true_defocus_um", math.nan))
-        common = dict(time_s=frame.timestamp_s, stage_z_um=frame.stage_z_um, true_defocus_um=truth)
+        common = dict(
+            time_s=frame.timestamp_s, stage_z_um=frame.stage_z_um, true_defocus_um=metadata_float(frame, "true_defocus_um")
+        )
 
         est, reason, message = self._estimate(frame)
         if reason in FAILURES:
@@ -300,17 +225,37 @@ class FocusController:
         )
         if reason is not None:
             return self._hold(reason, message, **common, **values)
-        if self.locked_um is None:
+        if self.locked_um is None or est is None:
             return self._hold(NOT_LOCKED, "", **common, **values)
+        return self._correct(frame, est, common, values)
 
+    def _correct(
+        self, frame: Frame, est: _Estimate, common: dict[str, Any], values: dict[str, Any]
+    ) -> Decision:
+        """Decide the move for a usable, locked estimate; every move passes the safety rule
+        of :mod:`~napari_zfocus.control.stage_safety`, whatever the state or fault."""
         s = self.settings
+        problem = self._settings_problem()
+        if problem:
+            return self._hold(INVALID_SETTINGS, problem, **common, **values)
+        if not math.isfinite(frame.stage_z_um):
+            return self._fail(STAGE_ERROR, "the frame has no finite focus position",
+                              **common, **values)
+        try:  # a failed read is a failure: it must never turn into a target
+            current = float(self.microscope.get_z())
+        except Exception as exc:  # noqa: BLE001 - any stage failure is a failure
+            return self._fail(STAGE_ERROR, f"cannot read the focus position: {exc}",
+                              **common, **values)
+        if not math.isfinite(current):
+            return self._fail(STAGE_ERROR, f"the focus position reads {current!r}",
+                              **common, **values)
+        assert self.locked_um is not None  # checked by the caller
         # Where the stage should be for the estimate to equal the locked value.
         focus_z = frame.stage_z_um + (est.z_um - self.locked_um)
         if self._focus_z is None or s.smoothing == 0:
             self._focus_z = focus_z
         else:
             self._focus_z = s.smoothing * self._focus_z + (1 - s.smoothing) * focus_z
-        current = self._safe_get_z()
         error = self._focus_z - current
         values["error_um"] = error
         if abs(error) <= s.dead_band_um:
@@ -328,26 +273,56 @@ class FocusController:
                 )
             return self._hold(STAGE_BUSY, "", **common, **values)
         self._busy_frames = 0
+        return self._move(current, current + s.gain * error, common, values)
 
-        step = s.gain * error
-        clamped = abs(step) > s.max_step_um
-        step = float(np.clip(step, -s.max_step_um, s.max_step_um))
-        lo, hi = self.z_limits_um
-        target = float(np.clip(current + step, lo, hi))
-        clamped |= target != current + step
-        move = target - current
-        if abs(move) < 1e-9:
+    def _move(
+        self, current: float, desired: float, common: dict[str, Any], values: dict[str, Any]
+    ) -> Decision:
+        """Send the safe target nearest to ``desired``, or hold with the reason there is none."""
+        s = self.settings
+        try:
+            lo, hi = self.z_limits_um
+        except Exception as exc:  # noqa: BLE001 - a microscope whose limits cannot be read
+            return self._fail(STAGE_ERROR, f"cannot read the focus limits: {exc}",
+                              **common, **values)
+        if not usable_range(lo, hi):
+            return self._hold(NO_ALLOWED_RANGE, f"limits [{lo:g}, {hi:g}] um leave no range",
+                              **common, **values)
+        target = safe_target(current, desired, lo, hi, s.max_step_um)
+        outside = distance_to_range(current, lo, hi) > 0
+        if target is None or abs(target - current) < 1e-9:
+            if outside:  # and the correction points away from the range: never further out
+                return self._hold(
+                    OUTSIDE_LIMITS,
+                    f"stage at {current:.2f} um is outside [{lo:g}, {hi:g}] um",
+                    **common, **values,
+                )
             return self._hold(AT_LIMIT, f"limits [{lo:g}, {hi:g}] um", **common, **values)
+        if not is_safe_move(current, target, lo, hi, s.max_step_um):  # pragma: no cover
+            # safe_target guarantees this; the check keeps a future edit from moving unsafely.
+            return self._hold(INVALID_SETTINGS, "refused an unsafe move", **common, **values)
         try:
             self.microscope.move_z_to(target)
         except Exception as exc:  # noqa: BLE001 - the stage refused or failed
             return self._fail(STAGE_ERROR, str(exc), **common, **values)
+        move = target - current
         self.max_abs_move_um = max(self.max_abs_move_um, abs(move))
         self.failures = 0
+        clamped = abs(target - desired) > 1e-9
         return self._record(
             **common, **values, move_um=move, target_z_um=target, action="move",
             reason=MOVED_CLAMPED if clamped else MOVED,
+            message=f"walking back into [{lo:g}, {hi:g}] um" if outside else "",
         )
+
+    def _settings_problem(self) -> str:
+        """Why the (possibly edited) settings are unusable, or "" (checked every step:
+        a dock or a script may change them while the loop runs)."""
+        try:
+            self.settings.validate()
+        except ZFocusError as exc:
+            return str(exc)
+        return ""
 
     def _estimate(self, frame: Frame) -> tuple[_Estimate | None, str | None, str]:
         """Run the model on a frame: (estimate, hold/failure reason or None, message)."""
@@ -455,4 +430,5 @@ __all__ = [
     "Decision",
     "FocusController",
     "PredictorLike",
+    "metadata_float",
 ]

@@ -23,7 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from napari_zfocus.control.controller import ControllerSettings, Decision, FocusController
+from napari_zfocus.control.controller import (
+    ControllerSettings,
+    Decision,
+    FocusController,
+    metadata_float,
+)
 from napari_zfocus.control.microscope import Frame, Microscope
 
 __all__ = ["LiveAutofocus", "LiveOutput", "RecordingPredictor"]
@@ -166,6 +171,6 @@ class LiveAutofocus:
             decision=decision,
             locked_um=self.locked_um,
             autofocus=self.autofocus,
-            sample_z_um=float(frame.metadata.get("sample_z_um", math.nan)),
+            sample_z_um=metadata_float(frame, "sample_z_um"),
             message=message,
         )

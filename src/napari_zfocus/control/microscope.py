@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from napari_zfocus.control.stage_safety import usable_range, walkback_allowed
 from napari_zfocus.errors import ZFocusError
 
 
@@ -90,21 +91,49 @@ class Microscope(Protocol):
         ...
 
 
-def check_z_target(z_um: float, limits: tuple[float, float], where: str) -> float:
-    """Validate an absolute focus target against the drive limits.
+def check_z_target(
+    z_um: float, limits: tuple[float, float], where: str, current_um: float | None = None
+) -> float:
+    """Validate an absolute focus target against the drive limits (the adapters' safety net).
 
-    Returns the target as a float; raises :class:`StageError` if it is not finite or
-    lies outside ``limits`` (a safety net under the controller's own clamping).
+    Parameters
+    ----------
+    z_um
+        Requested target, um.
+    limits
+        ``(low, high)`` of the drive, um.
+    where
+        Names the drive in the message.
+    current_um
+        The drive's position now. When it is outside ``limits`` (moved by hand), a target
+        between it and the limits is accepted too, so the controller can walk the stage
+        back one step at a time instead of leaving it stranded.
+
+    Returns
+    -------
+    float
+        The target.
+
+    Raises
+    ------
+    StageError
+        Target not a finite number, limits unusable, or target outside the limits (and
+        not a walk back towards them).
     """
-    z = float(z_um)
-    lo, hi = limits
+    try:
+        z = float(z_um)
+    except (TypeError, ValueError, OverflowError):
+        raise StageError(f"{where}: focus target {z_um!r} is not a number") from None
+    lo, hi = float(limits[0]), float(limits[1])
     if not np.isfinite(z):
         raise StageError(f"{where}: focus target {z_um!r} is not a finite number")
-    if not lo <= z <= hi:
-        raise StageError(
-            f"{where}: focus target {z:.3f} um is outside the limits [{lo:g}, {hi:g}] um"
-        )
-    return z
+    if not usable_range(lo, hi):
+        raise StageError(f"{where}: focus limits [{lo:g}, {hi:g}] um are not a usable range")
+    if lo <= z <= hi or walkback_allowed(current_um, z, lo, hi):
+        return z
+    raise StageError(
+        f"{where}: focus target {z:.3f} um is outside the limits [{lo:g}, {hi:g}] um"
+    )
 
 
 def stream_frames(

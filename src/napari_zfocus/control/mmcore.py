@@ -171,11 +171,19 @@ class MMCoreMicroscope:
 
     def move_z_to(self, z_um: float) -> None:
         """Absolute focus move (within ``z_limits_um``)."""
-        z = check_z_target(z_um, self.z_limits_um, f"focus {self.focus}")
+        z = check_z_target(
+            z_um, self.z_limits_um, f"focus {self.focus}", current_um=self._z_or_none()
+        )
         try:
             self.core.setPosition(self.focus, z)
         except Exception as exc:  # noqa: BLE001
             raise StageError(f"focus {self.focus}: move to {z:.3f} um failed: {exc}") from exc
+
+    def _z_or_none(self) -> float | None:
+        try:
+            return self.get_z()
+        except StageError:
+            return None
 
     def move_z_by(self, dz_um: float) -> None:
         """Relative focus move."""

@@ -59,6 +59,24 @@ def load_predictor(model_path: str | Path | None) -> PredictorLike:
     return Predictor.from_file(path)
 
 
+def check_pixel_size_fits(predictor: PredictorLike, pixel_size_um: float) -> None:
+    """Refuse, before the first frame, a microscope whose pixels the model cannot use.
+
+    Otherwise every frame fails the same way inside the loop and the user only sees
+    "cannot lock focus: no usable estimate". Predictors without a ``config`` (oracles,
+    fakes) are not checked.
+    """
+    model_px = getattr(getattr(predictor, "config", None), "pixel_size_um", None)
+    if model_px is None:
+        return
+    from napari_zfocus.model.preprocess import check_resampling
+
+    try:
+        check_resampling(pixel_size_um, float(model_px))
+    except ZFocusError as exc:
+        raise ZFocusError(f"microscope {exc}") from None
+
+
 @dataclass
 class SessionResult:
     """Outcome of :func:`run_simulated_session`.
@@ -173,6 +191,7 @@ def run_simulated_session(
     )
     if predictor is None:
         predictor = OraclePredictor(microscope, oracle_noise_um, seed=seed)
+    check_pixel_size_fits(predictor, microscope.pixel_size_um)
     controller = FocusController(predictor, microscope, controller_settings)
     n_frames = max(1, int(duration_s // frame_interval_s))
     errors = np.full(n_frames, np.nan)

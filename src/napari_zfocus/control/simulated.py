@@ -281,7 +281,7 @@ class SimulatedMicroscope:
         """Move to ``z_um``; busy for settle time + distance / speed (simulated)."""
         if self._closed:
             raise StageError("simulated microscope: closed")
-        z = check_z_target(z_um, self.z_limits_um, "simulated focus drive")
+        z = check_z_target(z_um, self.z_limits_um, "simulated focus drive", current_um=self._z)
         s = self.settings
         travel_s = abs(z - self._z) / s.stage_speed_um_s
         self._move_end_s = self.clock.now() + s.stage_settle_s + travel_s

@@ -33,6 +33,7 @@ import tifffile
 from napari_zfocus.data.annotations import (
     ANNOTATIONS_FILE,
     Annotation,
+    dataset_stack_path,
     read_dataset,
     write_annotations,
 )
@@ -192,7 +193,7 @@ class AnnotationSession:
         columns = None
         if (root / ANNOTATIONS_FILE).is_file():
             # Missing stack files must not stop the session: their rows are kept as they are.
-            dataset = read_dataset(root, check_stacks=False)
+            dataset = read_dataset(root, check_stacks=False, min_stacks=0)
             columns = list(dataset.columns)
             for a in dataset.annotations:
                 name = Path(a.stack).as_posix()
@@ -254,8 +255,9 @@ class AnnotationSession:
 
     # ---------------------------------------------------------------- queries
     def stack_path(self, position: int | None = None) -> Path:
-        """Absolute path of a stack (the current one by default)."""
-        return self.root / self.entry(position).name
+        """Absolute path of a stack (the current one by default); a name that resolves
+        outside the folder (``..``, a symlink out) raises :class:`DatasetError`."""
+        return dataset_stack_path(self.root, self.entry(position).name)
 
     def entry(self, position: int | None = None) -> StackEntry:
         """The entry at ``position`` (the current one by default)."""
@@ -484,7 +486,7 @@ def suggest_slice(
     """
     import numpy as np
 
-    from napari_zfocus.data.stack import read_stack
+    from napari_zfocus.data.stack import ZStack, read_stack
     from napari_zfocus.focus.suggest import suggest_focus
 
     stack = read_stack(path, z_step_um=z_step_um, pixel_size_um=pixel_size_um)
@@ -494,7 +496,8 @@ def suggest_slice(
         z = np.array([p.z_um for p in predictions], dtype=float)
         index = int(np.argmin(np.abs(z)))
         return Suggestion(name, index, "model", float(predictions[index].confidence))
+    # As a ZStack so that a refusal ("no contrast ...") names the file, not "<array>".
     found = suggest_focus(
-        images, z_step_um=z_step_um, pixel_size_um=pixel_size_um, classic_scores=False
+        ZStack(images, z_step_um, pixel_size_um, path=Path(path)), classic_scores=False
     )
     return Suggestion(name, int(found.focus_index), "classic", float(found.confidence))

@@ -1,8 +1,11 @@
 """The dataset interchange format: a folder of stacks plus ``annotations.csv``.
 
 ``annotations.csv`` has the columns ``stack,focus_index,z_step_um,pixel_size_um``:
-``stack`` is a path relative to the folder, ``focus_index`` the 0-based in-focus slice.
-Other columns are allowed and kept, in their order, when the file is written back.
+``stack`` is a path relative to the folder (absolute paths, ``..`` escapes and symlinks
+leading out of the folder are refused), ``focus_index`` the 0-based in-focus slice, and
+the z-step and pixel size lie within :data:`napari_zfocus.bounds.Z_STEP_UM` and
+:data:`~napari_zfocus.bounds.PIXEL_SIZE_UM`. Other columns are allowed and kept, in their
+order, when the file is written back.
 
 Reading validates every row and reports all problems at once (by line number), because
 fixing a 400-row spreadsheet one error per run is miserable.
@@ -12,14 +15,16 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, TypeVar
 
 from napari_zfocus._atomic import atomic_open
-from napari_zfocus.errors import DatasetError, StackError, describe
+from napari_zfocus.bounds import check_pixel_size_um, check_z_step
+from napari_zfocus.errors import DatasetError, StackError, ZFocusError, describe
+from napari_zfocus.validation import check_number, inside_folder
 
 from .stack import ZStack, read_stack
 
@@ -28,6 +33,8 @@ ANNOTATION_COLUMNS: tuple[str, ...] = ("stack", "focus_index", "z_step_um", "pix
 
 #: File name of the annotation table inside a dataset folder.
 ANNOTATIONS_FILE = "annotations.csv"
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,8 +67,14 @@ class Dataset:
         return self.root / ANNOTATIONS_FILE
 
     def stack_path(self, a: Annotation) -> Path:
-        """Absolute path of the stack of annotation ``a``."""
-        return self.root / a.stack
+        """Path of the stack of annotation ``a`` (under the folder, checked again here).
+
+        Raises
+        ------
+        DatasetError
+            The path leads out of the dataset folder (absolute, ``..``, a symlink out).
+        """
+        return dataset_stack_path(self.root, a.stack)
 
     def open_stack(self, a: Annotation) -> ZStack:
         """Open the stack of ``a`` lazily, with the annotation's z-step and pixel size."""
@@ -74,7 +87,9 @@ class Dataset:
         return iter(self.annotations)
 
 
-def read_dataset(folder: str | os.PathLike[str], *, check_stacks: bool = True) -> Dataset:
+def read_dataset(
+    folder: str | os.PathLike[str], *, check_stacks: bool = True, min_stacks: int = 1
+) -> Dataset:
     """Read and validate ``folder/annotations.csv``.
 
     Parameters
@@ -83,7 +98,10 @@ def read_dataset(folder: str | os.PathLike[str], *, check_stacks: bool = True) -
         The dataset folder.
     check_stacks
         Also open every stack's header: the file exists, is a readable (Z, Y, X) stack
-        and ``focus_index`` is within it. Pixel data are not read.
+        (not truncated) and ``focus_index`` is within it. Pixel data are not read.
+    min_stacks
+        Fewest annotated stacks accepted: training and evaluation on a header-only file
+        would report metrics over nothing. 0 for the annotation tool, which starts empty.
 
     Raises
     ------
@@ -142,6 +160,15 @@ def read_dataset(folder: str | os.PathLike[str], *, check_stacks: bool = True) -
         if annotation is not None and not row_problems:
             annotations.append(annotation)
 
+    if not problems and len(annotations) < min_stacks:
+        raise DatasetError(
+            describe(
+                csv_path,
+                f"has {len(annotations)} annotated stack(s), at least {min_stacks} needed "
+                "(a header without rows annotates nothing)",
+            ),
+            [f"{ANNOTATIONS_FILE}: no rows"],
+        )
     if problems:
         bad_lines = {p.split(":", 1)[0] for p in problems}
         first = problems[0].split(" ", 1)[1]
@@ -225,49 +252,56 @@ def _parse_row(row: list[str], columns: list[str], problems: list[str]) -> Annot
         return None
     cells = dict(zip(columns, row))
     stack = cells["stack"].strip()
-    if not stack:
-        problems.append("empty stack path")
-    elif os.path.isabs(stack) or PurePosixPath(stack.replace("\\", "/")).is_absolute():
-        problems.append(f"stack path {stack!r} must be relative to the dataset folder")
-    focus = _parse_index(cells["focus_index"], problems)
-    z_step = _parse_size("z_step_um", cells["z_step_um"], problems)
-    pixel = _parse_size("pixel_size_um", cells["pixel_size_um"], problems)
+    problems.extend(_stack_name_problems(stack))
+    focus = _checked(check_number, cells["focus_index"].strip(), "focus_index", problems,
+                     integer=True, lo=0)
+    z_step = _checked(check_z_step, cells["z_step_um"].strip(), "z_step_um", problems)
+    pixel = _checked(check_pixel_size_um, cells["pixel_size_um"].strip(), "pixel_size_um",
+                     problems)
     if problems or focus is None or z_step is None or pixel is None:
         return None
     extra = {c: v for c, v in cells.items() if c not in ANNOTATION_COLUMNS}
-    return Annotation(stack, focus, z_step, pixel, extra)
+    return Annotation(stack, int(focus), z_step, pixel, extra)
 
 
-def _parse_index(text: str, problems: list[str]) -> int | None:
-    text = text.strip()
+def _checked(
+    check: Callable[..., T], value: Any, name: str, problems: list[str], **kwargs: Any
+) -> T | None:
+    """Run a :mod:`napari_zfocus.validation` check; collect its message instead of raising."""
     try:
-        number = float(text)
-    except ValueError:
-        problems.append(f"focus_index {text!r} is not a number")
+        return check(value, name, **kwargs)
+    except ZFocusError as exc:
+        problems.append(str(exc))
         return None
-    if not math.isfinite(number) or not number.is_integer():
-        problems.append(f"focus_index {text!r} is not a whole number")
-        return None
-    if number < 0:
-        problems.append(f"focus_index {text} is negative")
-        return None
-    return int(number)
 
 
-def _parse_size(name: str, text: str, problems: list[str]) -> float | None:
-    text = text.strip()
+def _stack_name_problems(stack: str) -> list[str]:
+    """What is wrong with a ``stack`` cell as a path (not whether the file exists)."""
+    if not stack:
+        return ["empty stack path"]
+    posix = PurePosixPath(stack.replace("\\", "/"))
+    if os.path.isabs(stack) or posix.is_absolute() or PureWindowsPath(stack).anchor:
+        return [f"stack path {stack!r} must be relative to the dataset folder"]
+    if ".." in posix.parts:
+        return [f"stack path {stack!r} must not leave the dataset folder ('..')"]
+    return []
+
+
+def dataset_stack_path(root: Path, stack: str) -> Path:
+    """``root / stack``, refusing a path that resolves outside ``root`` (symlinks too)."""
     try:
-        number = float(text)
-    except ValueError:
-        problems.append(f"{name} {text!r} is not a number")
-        return None
-    if not math.isfinite(number) or number <= 0:
-        problems.append(f"{name} {text!r} must be a positive number")
-        return None
-    return number
+        inside_folder(root, stack, "stack")
+    except ZFocusError as exc:
+        raise DatasetError(describe(root / ANNOTATIONS_FILE, str(exc))) from None
+    return root / stack
 
 
 def _check_stack(root: Path, a: Annotation, problems: list[str]) -> None:
+    try:
+        inside_folder(root, a.stack, "stack")  # a symlink out of the folder
+    except ZFocusError as exc:
+        problems.append(str(exc))
+        return
     path = root / a.stack
     if not path.exists():
         problems.append(f"stack file not found: {a.stack}")
@@ -284,23 +318,11 @@ def _check_stack(root: Path, a: Annotation, problems: list[str]) -> None:
 
 
 def _annotation_problems(a: Annotation) -> list[str]:
-    problems = []
-    if not str(a.stack).strip():
-        problems.append("empty stack path")
-    try:
-        index = int(a.focus_index)
-        if index != a.focus_index or index < 0:
-            problems.append(f"focus_index {a.focus_index!r} must be a whole number >= 0")
-    except (TypeError, ValueError):
-        problems.append(f"focus_index {a.focus_index!r} must be a whole number >= 0")
-    for name in ("z_step_um", "pixel_size_um"):
-        value = getattr(a, name)
-        try:
-            ok = math.isfinite(float(value)) and float(value) > 0
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            problems.append(f"{name} {value!r} must be a positive number")
+    """The same checks as reading, so nothing is written that :func:`read_dataset` refuses."""
+    problems = _stack_name_problems(str(a.stack).strip())
+    _checked(check_number, a.focus_index, "focus_index", problems, integer=True, lo=0)
+    _checked(check_z_step, a.z_step_um, "z_step_um", problems)
+    _checked(check_pixel_size_um, a.pixel_size_um, "pixel_size_um", problems)
     return problems
 
 

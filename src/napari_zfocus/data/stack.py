@@ -14,13 +14,9 @@ multi-GB stack only reads its header.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import os
 import re
-import struct
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +27,19 @@ import numpy as np
 import tifffile
 
 from napari_zfocus._atomic import atomic_path
-from napari_zfocus.errors import StackError, describe
+from napari_zfocus.bounds import MIN_STACK_SLICES, check_pixel_size_um, check_z_step
+from napari_zfocus.errors import StackError, ZFocusError, describe
 
-from ._lazy import FileListSource, LazyPlanes, MemmapSource, TiffPageSource, as_dask
+from ._lazy import FileListSource, LazyPlanes, as_dask
+from ._tiff import (
+    STRUCTURE_ERRORS,
+    damage_check,
+    first_line,
+    open_tiff,
+    pixel_dtype,
+    plane_source,
+    series_of,
+)
 from .metadata import PhysicalSizes, read_physical_sizes
 
 #: File name endings read as TIFF (lower case).
@@ -128,7 +134,7 @@ class ZStack:
         except StackError:
             raise
         except Exception as exc:  # decoders raise many types (zlib.error, struct.error...)
-            problem = f"cannot read {what}: {_first_line(exc)}"
+            problem = f"cannot read {what}: {first_line(exc)}"
             raise StackError(describe(self._name, problem)) from exc
 
     def _checked(self, array: np.ndarray, what: str) -> np.ndarray:
@@ -148,7 +154,8 @@ def read_stack(
     channel: int | None = None,
     timepoint: int | None = None,
     series: int | None = None,
-    min_slices: int = 2,
+    min_slices: int = MIN_STACK_SLICES,
+    allow_2d: bool = False,
 ) -> ZStack:
     """Open a z-stack file or a folder of 2-D slices, lazily.
 
@@ -166,11 +173,15 @@ def read_stack(
         the file holds several series of the same shape.
     min_slices
         Fewest slices accepted (a stack of 1 slice is a 2-D image).
+    allow_2d
+        Open a single 2-D image as a stack of one slice (with ``min_slices=1``), for the
+        commands that read one image; checked for truncation like any stack.
 
     Raises
     ------
     StackError
-        Missing, unreadable, truncated, RGB or 2-D input, ambiguous axes, bad overrides.
+        Missing, unreadable, truncated, RGB, 1-bit or 2-D input, ambiguous axes, z-step
+        or pixel size outside :mod:`napari_zfocus.bounds`.
     """
     path = Path(path)
     z_override = _check_override(path, "z_step_um", z_step_um)
@@ -180,7 +191,7 @@ def read_stack(
     if path.is_dir():
         data, sizes, axes = _open_folder(path)
     else:
-        data, sizes, axes = _open_file(path, channel, timepoint, series)
+        data, sizes, axes = _open_file(path, channel, timepoint, series, allow_2d)
     if data.shape[0] < min_slices:
         raise StackError(
             describe(path, f"has {data.shape[0]} slice(s); a z-stack needs at least {min_slices}")
@@ -209,8 +220,8 @@ def stack_series(path: str | os.PathLike[str]) -> list[int]:
     path = Path(path)
     if path.is_dir():
         return [0]
-    with _damage_check(path), _open_tiff(path) as tif:
-        if not tif.series:
+    with damage_check(path), open_tiff(path) as tif:
+        if not series_of(path, tif):
             raise StackError(describe(path, "contains no images"))
         return _same_shape_series(tif)
 
@@ -276,21 +287,15 @@ def tiff_files_in(folder: Path) -> list[Path]:
 # --- helpers -------------------------------------------------------------------------
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def _check_override(path: Path, name: str, value: float | None) -> float | None:
+    """A z-step / pixel size given by the caller, within :mod:`napari_zfocus.bounds`."""
     if value is None:
         return None
+    check = check_z_step if name == "z_step_um" else check_pixel_size_um
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number) or number <= 0:
-        raise StackError(describe(path, f"{name} must be a positive number, got {value!r}"))
-    return number
+        return check(value, name)
+    except ZFocusError as exc:
+        raise StackError(describe(path, str(exc))) from None
 
 
 def _imagej_dtype(path: Path, data: Any) -> np.dtype:
@@ -307,101 +312,30 @@ def _imagej_dtype(path: Path, data: Any) -> np.dtype:
     raise StackError(describe(path, f"cannot write {dtype} pixels as an ImageJ stack"))
 
 
-#: tifffile log messages that mean the file structure is cut off or broken.
-_DAMAGE_HINTS = (
-    "invalid page offset",
-    "invalid value offset",
-    "corrupted",
-    "failed to reshape",
-    "truncated",
-)
-
-
-_LOG_LOCK = threading.RLock()
-
-
-class _TiffLogCapture(logging.Handler):
-    """Collects tifffile's warnings while a header is parsed (instead of printing them)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@contextlib.contextmanager
-def _damage_check(path: Path) -> Iterator[None]:
-    """Turn tifffile's "invalid offset" warnings into a StackError naming the file.
-
-    tifffile reads a cut-off file as far as it can and only logs the damage, which
-    would otherwise show a truncated 31-slice stack as a "2-D image".
-    """
-    logger = logging.getLogger("tifffile")
-    capture = _TiffLogCapture()
-    _LOG_LOCK.acquire()  # propagate is global state: one header parse at a time
-    logger.addHandler(capture)
-    propagate, logger.propagate = logger.propagate, False
-
-    def damage() -> StackError | None:
-        hits = [m for m in capture.messages if any(h in m.lower() for h in _DAMAGE_HINTS)]
-        if not hits:
-            return None
-        # Drop tifffile's "<tifffile.TiffFile 'x.tif'> " prefix: the path leads anyway.
-        detail = re.sub(r"^(<[^>]*>\s*)+", "", _first_line(Exception(hits[0])))
-        return StackError(describe(path, f"file is truncated or damaged ({detail})"))
-
-    try:
-        yield
-    except StackError as exc:
-        found = damage()
-        if found is None:
-            raise
-        raise found from exc  # the damage explains the odd shape better
-    finally:
-        logger.removeHandler(capture)
-        logger.propagate = propagate
-        _LOG_LOCK.release()
-    found = damage()
-    if found is not None:
-        raise found
-
-
-def _open_tiff(path: Path) -> tifffile.TiffFile:
-    try:
-        return tifffile.TiffFile(path)
-    except tifffile.TiffFileError as exc:
-        raise StackError(describe(path, f"not a readable TIFF file ({_first_line(exc)})")) from exc
-    except (OSError, ValueError, struct.error) as exc:
-        raise StackError(describe(path, f"cannot read TIFF header ({_first_line(exc)})")) from exc
-
-
 def _token(path: Path, *extra: Any) -> tuple[Any, ...]:
     stat = path.stat()
     return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, *extra)
 
 
 def _open_file(
-    path: Path, channel: int | None, timepoint: int | None, series: int | None
+    path: Path, channel: int | None, timepoint: int | None, series: int | None,
+    allow_2d: bool = False,
 ) -> tuple[da.Array, PhysicalSizes, str]:
-    with _damage_check(path), _open_tiff(path) as tif:
+    with damage_check(path), open_tiff(path) as tif:
         try:
             chosen = _choose_series(path, tif, series)
             selected = tif.series[chosen]
             axes, shape = selected.axes, tuple(selected.shape)
-            plane_of_z = _planes_for_z(path, axes, shape, channel, timepoint)
+            plane_of_z = _planes_for_z(path, axes, shape, channel, timepoint, allow_2d)
             yx = (shape[-2], shape[-1])
-            dtype = np.dtype(selected.dtype)
-            if dtype.kind == "c":
-                raise StackError(describe(path, "complex-valued images are not supported"))
+            dtype = pixel_dtype(path, selected.dtype)
             n_planes = math.prod(shape[:-2])
-            source = _plane_source(path, tif, chosen, n_planes, yx)
+            source = plane_source(path, tif, chosen, n_planes, yx)
             sizes = read_physical_sizes(tif)
         except StackError:
             raise
-        except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
-            problem = f"cannot read TIFF structure ({_first_line(exc)})"
+        except STRUCTURE_ERRORS as exc:
+            problem = f"cannot read TIFF structure ({first_line(exc)})"
             raise StackError(describe(path, problem)) from exc
     planes = LazyPlanes(source, plane_of_z, yx, dtype)
     data = as_dask(planes, _token(path, chosen, tuple(plane_of_z)))
@@ -442,6 +376,7 @@ def _planes_for_z(
     shape: tuple[int, ...],
     channel: int | None,
     timepoint: int | None,
+    allow_2d: bool = False,
 ) -> list[int]:
     """Flat plane indices of the z-slices at the chosen channel / time point."""
     if "S" in axes:
@@ -452,6 +387,11 @@ def _planes_for_z(
         raise StackError(describe(path, f"unsupported axes {axes}: planes must be Y, X"))
     lead_axes, lead_shape = axes[:-2], shape[:-2]
     if not lead_axes:
+        if allow_2d:
+            for name, value in (("channel", channel), ("timepoint", timepoint)):
+                if value not in (None, 0):
+                    raise StackError(describe(path, f"{name}={value} given but it is a 2-D image"))
+            return [0]
         raise StackError(describe(path, f"is a single 2-D image {shape}, not a z-stack"))
     z_axis = _find_z_axis(path, axes, lead_axes)
     index: list[Any] = []
@@ -496,45 +436,14 @@ def _pick_index(path: Path, name: str, value: int | None, size: int, axes: str) 
             return 0
         raise StackError(
             describe(
-                path, f"has {size} entries along {name} (axes {axes}); choose one with {name}="
+                path,
+                f"has {size} entries along {name} (axes {axes}); choose one "
+                f"(--{name} N, or {name}=N in Python)",
             )
         )
     if not 0 <= value < size:
         raise StackError(describe(path, f"{name} {value} out of range (0..{size - 1})"))
     return int(value)
-
-
-def _plane_source(
-    path: Path, tif: tifffile.TiffFile, series_index: int, n_planes: int, yx: tuple[int, int]
-) -> MemmapSource | TiffPageSource:
-    """Memory-map contiguous data, else decode page by page; check for truncation."""
-    selected = tif.series[series_index]
-    file_size = path.stat().st_size
-    dtype = np.dtype(selected.dtype).newbyteorder(tif.byteorder)
-    offset = selected.dataoffset
-    if offset is not None:
-        needed = offset + n_planes * yx[0] * yx[1] * dtype.itemsize
-        if needed > file_size:
-            raise StackError(
-                describe(
-                    path,
-                    f"file is truncated: pixel data end at byte {needed}, "
-                    f"the file has {file_size} bytes",
-                )
-            )
-        return MemmapSource(path, offset, dtype, (n_planes, yx[0], yx[1]))
-    pages = selected.pages
-    if len(pages) < n_planes:
-        raise StackError(describe(path, f"has {len(pages)} of {n_planes} planes; file truncated?"))
-    for number, page in enumerate(pages):
-        if page is None:
-            raise StackError(describe(path, f"plane {number} is missing; file truncated?"))
-        ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts)]
-        if ends and max(ends) > file_size:
-            raise StackError(
-                describe(path, f"file is truncated: plane {number} ends past the end of the file")
-            )
-    return TiffPageSource(path, series_index)
 
 
 def _open_folder(folder: Path) -> tuple[da.Array, PhysicalSizes, str]:
@@ -544,18 +453,18 @@ def _open_folder(folder: Path) -> tuple[da.Array, PhysicalSizes, str]:
     shape = dtype = None
     sizes = PhysicalSizes()
     for number, file in enumerate(files):
-        with _damage_check(file), _open_tiff(file) as tif:
-            if not tif.series:
+        with damage_check(file), open_tiff(file) as tif:
+            if not series_of(file, tif):
                 raise StackError(describe(file, "contains no images"))
             first = tif.series[0]
-            this_shape, this_dtype = tuple(first.shape), np.dtype(first.dtype)
+            this_shape, this_dtype = tuple(first.shape), pixel_dtype(file, first.dtype)
             if "S" in first.axes:
                 raise StackError(describe(file, "is an RGB image; save one grey channel instead"))
             if len(this_shape) != 2:
                 raise StackError(
                     describe(file, f"expected a 2-D slice in a folder of slices, got {this_shape}")
                 )
-            _plane_source(file, tif, 0, 1, this_shape)  # truncation check, header only
+            plane_source(file, tif, 0, 1, this_shape)  # truncation check, header only
             if number == 0:
                 shape, dtype = this_shape, this_dtype
                 sizes = read_physical_sizes(tif)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from napari_zfocus.bounds import MIN_SUGGEST_SLICES
 from napari_zfocus.data.stack import ZStack
 from napari_zfocus.errors import StackError, describe
 
@@ -43,6 +44,12 @@ from .scores import FOCUS_SCORES
 DEFAULT_Z_STEP_UM = 1.0
 #: Default pixel size (um) assumed when the stack does not say (the paper's 4x input).
 DEFAULT_PIXEL_SIZE_UM = 0.24
+#: Contrast (coefficient of variation) below which a slice counts as blank: float32
+#: rounding leaves ~1e-7 on a constant image; the faintest real field is ~1e-3.
+MIN_CONTRAST = 1e-5
+#: Change of contrast along z below which the stack has no focus to find, relative to
+#: its largest contrast: identical slices (a 2-D image saved N times) differ by rounding.
+MIN_RELATIVE_CONTRAST_CHANGE = 1e-4
 
 
 @dataclass
@@ -153,7 +160,8 @@ def suggest_focus(
     Raises
     ------
     StackError
-        Fewer than 3 slices, or an unreadable / NaN slice.
+        Fewer than 3 slices, an unreadable / NaN slice, or no contrast to find a focus
+        in (blank or constant slices, or every slice alike).
     """
     name = "<array>"
     if isinstance(stack, ZStack):
@@ -171,8 +179,12 @@ def suggest_focus(
             raise StackError(describe(name, "stack contains NaN or infinite values"))
         n_slices = len(images)
         slices = (image.astype(np.float32, copy=False) for image in images)
-    if n_slices < 3:
-        raise StackError(describe(name, f"need at least 3 slices to find a focus, got {n_slices}"))
+    if n_slices < MIN_SUGGEST_SLICES:
+        raise StackError(
+            describe(
+                name, f"need at least {MIN_SUGGEST_SLICES} slices to find a focus, got {n_slices}"
+            )
+        )
     z_step = float(z_step_um or DEFAULT_Z_STEP_UM)
     pixel = float(pixel_size_um or DEFAULT_PIXEL_SIZE_UM)
 
@@ -183,6 +195,7 @@ def suggest_focus(
     ]
     columns = np.asarray(rows, dtype=float).T
     profile = columns[0]
+    _check_contrast(name, profile)
     profiles = {"contrast": profile, **dict(zip(scores, columns[1:]))}
     window = max(1, round(window_um / z_step))
     index, confidence, peaks, method = _deepest_dip(profile, window)
@@ -195,6 +208,21 @@ def suggest_focus(
         peaks=peaks,
         z_step_um=z_step,
     )
+
+
+def _check_contrast(name: str, profile: np.ndarray) -> None:
+    """Refuse a stack without contrast: any slice picked from it would be arbitrary."""
+    top = float(np.max(profile))
+    if not top > MIN_CONTRAST:
+        raise StackError(
+            describe(name, "no contrast: every slice is blank or constant (or not positive), "
+                     "so there is no focus to find")
+        )
+    if float(np.ptp(profile)) <= MIN_RELATIVE_CONTRAST_CHANGE * top:
+        raise StackError(
+            describe(name, "no contrast change along z: every slice looks the same, "
+                     "so there is no focus to find")
+        )
 
 
 def _deepest_dip(

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from napari_zfocus.errors import ZFocusError
+from napari_zfocus.validation import check_choice, check_number
 
 ARCHITECTURES = ("paper_cnn",)
 
@@ -27,12 +29,72 @@ ARCHITECTURES = ("paper_cnn",)
 RECOMMENDED_SETTINGS: dict = {"pixel_size_um": 1.2, "batchnorm": True}
 NORMALISATIONS = ("per_image_zscore",)
 
+# ---- Bounds of every setting, in one place. A model file's configuration is plain JSON
+# that anyone can edit, and the network is built from it before a single weight is read:
+# these bounds are wide enough for any light-microscope model, and narrow enough that no
+# file (or flag) can make us allocate absurd memory or produce a meaningless readout.
+#: Pixel size the network sees, um/px: 1 nm (beyond any optics) .. 100 um (beyond any
+#: objective that still shows cells).
+PIXEL_SIZE_UM_RANGE = (1e-3, 100.0)
+#: Side of the field the network sees, um (a 10 mm field is a whole slide).
+FIELD_UM_RANGE = (1e-3, 10_000.0)
+#: Side of the network input in pixels: 4096 px is 16x the paper's 250 px input.
+MAX_INPUT_PX = 4096
+#: z-bin width, um: 1 nm .. 100 um.
+BIN_UM_RANGE = (1e-3, 100.0)
+#: Largest |z| of a bin centre, um: 1 mm of defocus is far past any objective's range.
+MAX_ABS_Z_UM = 1000.0
+#: Softmax classes: at least 2 (one bin cannot tell z), at most 2001 (1 um bins over
+#: +/-1 mm; the paper has 41).
+N_BINS_RANGE = (2, 2001)
+#: Convolution blocks (the paper has 2) and features per block (the paper: 32, 64).
+MAX_CONV_LAYERS = 8
+MAX_CONV_FEATURES = 2048
+#: Square kernel side (the paper: 10); also at most the input side.
+MAX_KERNEL_SIZE = 64
+#: Max-pool window and stride (the paper: 5); 1 means no pooling.
+MAX_POOL_SIZE = 32
+#: Width of the hidden fully connected layer (the paper: 1024).
+MAX_FC_FEATURES = 16384
+#: Trainable parameters: 250 M float32 weights are 1 GB (the paper's network has 6.8 M).
+MAX_PARAMETERS = 250_000_000
+#: Convolution outputs per image (floats): 2**28 are 1 GiB (the paper: 2.2 M).
+MAX_ACTIVATIONS = 2**28
+
+
+def _number(value: Any, name: str, lo: float, hi: float, *, hi_open: bool = False) -> float:
+    """A real number (not a string or a bool) in range; the message names the field."""
+    return float(check_number(value, name, lo=lo, hi=hi, hi_open=hi_open, strict=True))
+
+
+def _integer(value: Any, name: str, lo: int, hi: int) -> int:
+    """An integer (not a string, a bool or 2.5) in range; the message names the field."""
+    return int(check_number(value, name, lo=lo, hi=hi, integer=True, strict=True))
+
+
+def _network_size(config: ModelConfig) -> tuple[int, int]:
+    """(trainable parameters, convolution outputs per image) of the paper CNN, computed
+    from the settings alone, so an absurd file is refused before anything is allocated."""
+    side, in_ch, params, activations = config.input_px, 1, 0, 0
+    k = config.kernel_size
+    for feats in config.conv_features:
+        # 'same' convolution (bias only without batch-norm, which has its own 2 per feature)
+        params += k * k * in_ch * feats + (2 * feats if config.batchnorm else feats)
+        activations += side * side * feats
+        in_ch, side = feats, side // config.pool_size
+    flat = in_ch * side * side
+    params += flat * config.fc_features + config.fc_features
+    params += config.fc_features * config.n_bins + config.n_bins
+    return params, activations
+
 
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a network and feed it correctly.
 
-    Stored as JSON metadata inside every model file.
+    Stored as JSON metadata inside every model file. Every setting is checked on
+    construction (:meth:`validate`); the bounds are the ``*_RANGE`` / ``MAX_*`` constants
+    of this module.
     """
 
     architecture: str = "paper_cnn"
@@ -52,31 +114,78 @@ class ModelConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.conv_features = tuple(int(f) for f in self.conv_features)
         self.validate()
+        # Normalise the types once checked (JSON may give 60 for 60.0, a list for a tuple).
+        self.conv_features = tuple(int(f) for f in self.conv_features)
+        for name in ("pixel_size_um", "field_um", "bin_um", "z_min_um", "z_max_um", "dropout"):
+            setattr(self, name, float(getattr(self, name)))
+        for name in ("kernel_size", "pool_size", "fc_features"):
+            setattr(self, name, int(getattr(self, name)))
+        self.batchnorm = bool(self.batchnorm)
 
     def validate(self) -> None:
-        """Raise :class:`ZFocusError` on an impossible setting."""
-        if self.architecture not in ARCHITECTURES:
-            raise ZFocusError(f"unknown architecture {self.architecture!r}; use one of {ARCHITECTURES}")
-        if self.normalisation not in NORMALISATIONS:
-            raise ZFocusError(f"unknown normalisation {self.normalisation!r}")
-        if not (self.pixel_size_um > 0 and np.isfinite(self.pixel_size_um)):
-            raise ZFocusError(f"pixel size must be a positive number of um, got {self.pixel_size_um}")
-        if not (self.field_um > 0 and np.isfinite(self.field_um)):
-            raise ZFocusError(f"field must be a positive number of um, got {self.field_um}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ZFocusError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not self.bin_um > 0:
-            raise ZFocusError(f"bin size must be positive, got {self.bin_um} um")
-        if not self.z_max_um > self.z_min_um:
+        """Raise :class:`ZFocusError` naming the first impossible or out-of-range setting.
+
+        Types are strict (a string, a list or a bool where a number belongs is refused),
+        so a hand-edited model file cannot slip a wrong value past the checks.
+        """
+        check_choice(self.architecture, "architecture", ARCHITECTURES)
+        check_choice(self.normalisation, "normalisation", NORMALISATIONS)
+        _number(self.pixel_size_um, "pixel_size_um", *PIXEL_SIZE_UM_RANGE)
+        _number(self.field_um, "field_um", *FIELD_UM_RANGE)
+        _number(self.bin_um, "bin_um", *BIN_UM_RANGE)
+        z_min = _number(self.z_min_um, "z_min_um", -MAX_ABS_Z_UM, MAX_ABS_Z_UM)
+        z_max = _number(self.z_max_um, "z_max_um", -MAX_ABS_Z_UM, MAX_ABS_Z_UM)
+        if not z_max > z_min:
             raise ZFocusError(
-                f"z range is empty: z_min {self.z_min_um} um >= z_max {self.z_max_um} um"
+                f"z range is empty: z_min_um {z_min:g} must be < z_max_um {z_max:g}"
             )
-        if self.input_px < self.pool_size**len(self.conv_features):
+        try:
+            _number(self.dropout, "dropout", 0.0, 1.0, hi_open=True)
+        except ZFocusError:  # the interval notation users (and scripts) already know
+            raise ZFocusError(f"dropout must be in [0, 1), got {self.dropout!r}") from None
+        if not isinstance(self.batchnorm, (bool, np.bool_)):
+            raise ZFocusError(f"batchnorm must be true or false, got {self.batchnorm!r}")
+        if not isinstance(self.extra, dict):
+            raise ZFocusError(f"extra must be a dict, got {type(self.extra).__name__}")
+        features = self.conv_features
+        if not isinstance(features, (tuple, list)) or not 1 <= len(features) <= MAX_CONV_LAYERS:
             raise ZFocusError(
-                f"field {self.field_um} um at {self.pixel_size_um} um/px gives {self.input_px} px, "
-                f"too small for the network (needs >= {self.pool_size ** len(self.conv_features)} px)"
+                f"conv_features must be a list of 1 to {MAX_CONV_LAYERS} integers, got {features!r}"
+            )
+        for i, feats in enumerate(features):
+            _integer(feats, f"conv_features[{i}]", 1, MAX_CONV_FEATURES)
+        _integer(self.pool_size, "pool_size", 1, MAX_POOL_SIZE)
+        _integer(self.fc_features, "fc_features", 1, MAX_FC_FEATURES)
+        # The ranges above keep these two quotients far from overflow.
+        if not N_BINS_RANGE[0] <= self.n_bins <= N_BINS_RANGE[1]:
+            raise ZFocusError(
+                f"bin_um {self.bin_um:g} over z {z_min:g}..{z_max:g} um gives {self.n_bins} bins; "
+                f"allowed {N_BINS_RANGE[0]}..{N_BINS_RANGE[1]}"
+            )
+        if not 1 <= self.input_px <= MAX_INPUT_PX:
+            raise ZFocusError(
+                f"field_um {self.field_um:g} at pixel_size_um {self.pixel_size_um:g} gives a "
+                f"{self.input_px} px input; allowed 1..{MAX_INPUT_PX} px"
+            )
+        needed = int(self.pool_size) ** len(features)
+        if self.input_px < needed:
+            raise ZFocusError(
+                f"field_um {self.field_um:g} at pixel_size_um {self.pixel_size_um:g} gives "
+                f"{self.input_px} px, too small for the network (pool_size {self.pool_size} over "
+                f"{len(features)} conv layers needs >= {needed} px)"
+            )
+        _integer(self.kernel_size, "kernel_size", 1, min(MAX_KERNEL_SIZE, self.input_px))
+        params, activations = _network_size(self)
+        if params > MAX_PARAMETERS:
+            raise ZFocusError(
+                f"the network would have {params:,} parameters (allowed <= {MAX_PARAMETERS:,}); "
+                "use a smaller input (field_um / pixel_size_um), fc_features or conv_features"
+            )
+        if activations > MAX_ACTIVATIONS:
+            raise ZFocusError(
+                f"the network would compute {activations:,} values per image (allowed <= "
+                f"{MAX_ACTIVATIONS:,}); use a smaller input or conv_features"
             )
 
     @property
@@ -111,10 +220,20 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error (tampered or newer file)."""
+    def from_dict(cls, d: Any) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (tampered or newer file).
+
+        Missing keys take their defaults (files written before a setting existed).
+
+        Raises
+        ------
+        ZFocusError
+            Not a dict, unknown keys, or any setting :meth:`validate` refuses.
+        """
+        if not isinstance(d, dict):
+            raise ZFocusError(f"model settings must be a JSON object, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        unknown = sorted(str(k) for k in set(d) - names)
         if unknown:
             raise ZFocusError(f"unknown model settings {unknown} (file from a newer version?)")
         return cls(**d)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_zfocus.errors import DatasetError
+from napari_zfocus.errors import DatasetError, ZFocusError
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.preprocess import prepare, resample
 
@@ -124,7 +124,10 @@ def load_stack_cached(dataset: Any, annotation: Any, config: ModelConfig) -> Cac
     raw = np.asarray(stack.to_numpy(), dtype=np.float32)
     if raw.ndim != 3:
         raise DatasetError(f"{annotation.stack}: expected a (Z, Y, X) stack, got shape {raw.shape}")
-    x = resample(raw, float(annotation.pixel_size_um), config.pixel_size_um)[0]  # (Z, Y, X)
+    try:
+        x = resample(raw, float(annotation.pixel_size_um), config.pixel_size_um)[0]  # (Z, Y, X)
+    except ZFocusError as exc:  # pixel size too far from the model's: name the stack
+        raise DatasetError(f"{annotation.stack}: {exc}") from None
     n = config.input_px
     if x.shape[-1] < n or x.shape[-2] < n:
         h, w = raw.shape[-2:]

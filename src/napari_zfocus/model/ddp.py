@@ -49,18 +49,17 @@ def env_context() -> DistContext:
 
 
 def choose_device(preference: str, ctx: DistContext) -> torch.device:
-    """``'auto'`` -> CUDA when present (one GPU per local rank), else CPU."""
-    pref = (preference or "auto").lower()
-    if pref == "auto":
-        pref = "cuda" if torch.cuda.is_available() else "cpu"
-    if pref.startswith("cuda"):
-        if not torch.cuda.is_available():
-            from napari_zfocus.errors import ZFocusError
+    """``'auto'`` -> CUDA when present (one GPU per local rank), else CPU.
 
-            raise ZFocusError("device 'cuda' requested but no CUDA GPU is available")
-        if pref == "cuda":
-            return torch.device("cuda", ctx.local_rank % max(1, torch.cuda.device_count()))
-    return torch.device(pref)
+    Raises :class:`~napari_zfocus.errors.ZFocusError` for an unknown or absent device
+    (:func:`napari_zfocus.model.device.resolve_device`).
+    """
+    from napari_zfocus.model.device import resolve_device
+
+    device = resolve_device(preference, "device")
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", ctx.local_rank % max(1, torch.cuda.device_count()))
+    return device
 
 
 def init_distributed(device: torch.device) -> DistContext:

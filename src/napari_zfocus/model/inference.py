@@ -225,12 +225,9 @@ class Predictor:
         self.metadata = dict(metadata or {})
         self.path = path
         self.bimodal_rule = bimodal_rule or BimodalRule()
-        try:
-            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        except (RuntimeError, ValueError, TypeError):
-            raise ZFocusError(f"unknown torch device {device!r} (use cpu, cuda, cuda:N)") from None
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ZFocusError(f"device {self.device} requested but CUDA is not available")
+        from napari_zfocus.model.device import resolve_device
+
+        self.device = resolve_device(device, "device")  # None / "auto": CUDA when present
         self.num_threads = int(num_threads or available_cores())
         if self.device.type == "cpu":
             torch.set_num_threads(self.num_threads)

@@ -6,11 +6,19 @@ A model file (suggested extension ``.zfm``; any name works) holds
   numbers and a JSON header, it can never execute code (unlike ``torch.save`` pickles);
 - string metadata: ``format`` / ``format_version``, the :class:`ModelConfig` (architecture,
   z-bins, pixel size, field, normalisation), the bin centres, the versions of
-  napari-zfocus and torch that wrote it, a SHA-256 of the tensors, and a free JSON
-  ``metadata`` dict (training data summary, metrics...) supplied by the caller.
+  napari-zfocus and torch that wrote it, a free JSON ``metadata`` dict (training data
+  summary, metrics...) supplied by the caller, and ``sha256``, an integrity hash.
 
-:func:`load_model` checks all of it and raises :class:`ModelFileError` naming the file
-for a missing, truncated, tampered, foreign or too-new file.
+Format versions: in version 2 (written now) ``sha256`` covers ALL the metadata (a
+canonical JSON of every entry but itself) and the tensors, so an edit of either (``bin_um``
+1 -> 2 um would double every reading) is refused. Version 1 files (still read) hashed the
+tensors only; for them the metadata is checked against the tensors instead (number of
+bins against the last layer, input size against the first fully connected layer, the
+stored bin centres against the configuration). :func:`upgrade_model_file` rewrites a
+version 1 file as version 2 with the very same stored tensors.
+
+:func:`load_model` checks all of it and raises :class:`ModelFileError`, one line naming
+the file, for a missing, truncated, tampered, foreign, inconsistent or too-new file.
 """
 
 from __future__ import annotations
@@ -32,19 +40,25 @@ from napari_zfocus._atomic import atomic_path
 from napari_zfocus.errors import ModelFileError, ZFocusError, describe
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.network import build_network
+from napari_zfocus.model.state_check import state_dict_problem
 
 FORMAT_NAME = "napari-zfocus-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Version 1: the same layout, with ``sha256`` over the tensors only.
+WEIGHTS_ONLY_HASH_VERSION = 1
 MODEL_SUFFIX = ".zfm"
+#: Domain separation of the version-2 integrity hash (no other hash can collide with it).
+_INTEGRITY_TAG = b"napari-zfocus-model integrity v2\n"
 
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "MODEL_SUFFIX",
     "LoadedModel",
-    "save_model",
     "load_model",
     "read_model_info",
+    "save_model",
+    "upgrade_model_file",
 ]
 
 
@@ -98,6 +112,29 @@ def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _integrity_digest(header: dict[str, str], tensors: dict[str, torch.Tensor]) -> str:
+    """Version-2 hash: SHA-256 over a canonical JSON of every metadata entry except
+    ``sha256`` itself, then the tensors' digest. Any edit of either changes it."""
+    meta = {k: v for k, v in header.items() if k != "sha256"}
+    canonical = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    h = hashlib.sha256(_INTEGRITY_TAG)
+    h.update(canonical.encode("ascii"))
+    h.update(b"\n" + _tensor_digest(tensors).encode("ascii"))
+    return h.hexdigest()
+
+
+def _write(target: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> Path:
+    """Seal ``header`` (current format version and integrity hash) and write atomically."""
+    from safetensors.torch import save_file
+
+    header = dict(header, format=FORMAT_NAME, format_version=str(FORMAT_VERSION))
+    header.pop("sha256", None)
+    header["sha256"] = _integrity_digest(header, tensors)
+    with atomic_path(target) as tmp:
+        save_file(tensors, os.fspath(tmp), metadata=header)
+    return target
+
+
 #: Storage dtypes accepted for floating-point weights (cast to the network's dtype on load).
 _STORAGE_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -132,8 +169,6 @@ def save_model(
     Path
         ``path``.
     """
-    from safetensors.torch import save_file
-
     module = getattr(net, "_orig_mod", net)  # torch.compile wrapper
     module = getattr(module, "module", module)  # DistributedDataParallel wrapper
     tensors = {
@@ -148,21 +183,44 @@ def save_model(
         meta_json = json.dumps(metadata or {}, default=_json_default, allow_nan=True)
     except TypeError as exc:
         raise ZFocusError(describe(path, f"cannot save model metadata: {exc}")) from None
+    config.validate()  # never write a file that load_model would refuse
     header = {
-        "format": FORMAT_NAME,
-        "format_version": str(FORMAT_VERSION),
         "config": json.dumps(config.to_dict()),
         "bin_centres_um": json.dumps(config.bin_centres_um.tolist()),
         "metadata": meta_json,
         "napari_zfocus_version": __version__,
         "torch_version": torch.__version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "sha256": _tensor_digest(tensors),
     }
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        save_file(tensors, os.fspath(tmp), metadata=header)
-    return target
+    return _write(Path(path), tensors, header)
+
+
+def upgrade_model_file(
+    path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
+) -> Path:
+    """Rewrite a model file in the current format, after checking it completely.
+
+    The stored tensors (float16 ones included) are written back bit for bit and every
+    metadata entry is kept (``created_utc`` and the versions that trained it too); only
+    ``format_version`` and ``sha256`` change, so the new file's hash covers the metadata.
+
+    Parameters
+    ----------
+    path
+        A model file of any readable format version.
+    out
+        Where to write; default ``path`` itself (replaced atomically).
+
+    Raises
+    ------
+    ModelFileError
+        ``path`` does not load (see :func:`load_model`).
+    """
+    src = Path(path)
+    load_model(src)  # every check first: never re-seal a tampered file
+    meta, handle = _read_header(src)
+    tensors = _read_tensors(src, handle)
+    return _write(Path(out) if out is not None else src, tensors, meta)
 
 
 def _fail(path: Path, problem: str) -> ModelFileError:
@@ -181,7 +239,7 @@ def _sniff(path: Path) -> str | None:
 
 
 def _read_header(path: Path) -> tuple[dict[str, str], Any]:
-    """Open the safetensors file; return (metadata, open handle context)."""
+    """Open the safetensors file; return (metadata, open handle)."""
     from safetensors import safe_open
 
     if not path.exists():
@@ -189,48 +247,69 @@ def _read_header(path: Path) -> tuple[dict[str, str], Any]:
     if not path.is_file():
         raise _fail(path, "not a file")
     try:
+        kind = _sniff(path)
+    except OSError as exc:
+        raise _fail(path, f"cannot read the model file ({exc.strerror or exc})") from None
+    try:
         # Safe on any input: safetensors only parses a length-prefixed JSON header.
         handle = safe_open(os.fspath(path), framework="pt", device="cpu")
+        meta = handle.metadata() or {}
     except Exception as exc:  # SafetensorError, OSError...: any unreadable header
-        # Only now look at the magic bytes, for a clearer message (a safetensors header
-        # length can itself start with any byte, so sniffing first would misfire).
-        kind = _sniff(path)
+        # Only now name the magic bytes, for a clearer message (a safetensors header
+        # length can itself start with any byte, so trusting the sniff first would misfire).
         if kind is not None:
             raise _fail(
                 path,
                 f"is {kind}, not a napari-zfocus model file; refusing to load it "
                 "(pickles can run arbitrary code)",
             ) from None
-        raise _fail(path, f"not a napari-zfocus model file or truncated ({exc})") from None
-    return handle.metadata() or {}, handle
+        reason = " ".join(str(exc).split())[:200]  # one line, whatever the library says
+        raise _fail(path, f"not a napari-zfocus model file or truncated ({reason})") from None
+    return meta, handle
 
 
-def _parse_header(path: Path, meta: dict[str, str]) -> tuple[ModelConfig, dict, dict]:
+def _format_version(path: Path, meta: dict[str, str]) -> int:
+    """The file's format version, refusing foreign, unknown and newer files."""
     if meta.get("format") != FORMAT_NAME:
         raise _fail(path, "not a napari-zfocus model file (no napari-zfocus metadata)")
-    try:
-        version = int(meta.get("format_version", ""))
-    except ValueError:
-        raise _fail(path, f"bad format version {meta.get('format_version')!r}") from None
+    text = meta.get("format_version", "")
+    if not (isinstance(text, str) and text.isascii() and text.isdigit() and len(text) < 10):
+        raise _fail(path, f"bad format version {text!r}")
+    version = int(text)
     if version > FORMAT_VERSION:
         raise _fail(
             path,
             f"model format version {version} is newer than this napari-zfocus "
             f"({__version__}) reads (<= {FORMAT_VERSION}); upgrade napari-zfocus",
         )
-    if version < 1:
+    if version < WEIGHTS_ONLY_HASH_VERSION:
         raise _fail(path, f"unknown model format version {version}")
+    return version
+
+
+def _json_entry(path: Path, meta: dict[str, str], key: str, default: str | None = None) -> Any:
+    text = meta.get(key, default)
+    if text is None:
+        raise _fail(path, f"model file has no {key} entry")
     try:
-        config = ModelConfig.from_dict(json.loads(meta["config"]))
-        user_meta = json.loads(meta.get("metadata", "{}"))
-    except KeyError:
-        raise _fail(path, "model file has no configuration") from None
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _fail(path, f"corrupt metadata ({exc.msg})") from None
-    except (ZFocusError, TypeError, ValueError) as exc:
+        raise _fail(path, f"corrupt {key} entry ({exc.msg})") from None
+    except RecursionError:  # absurdly nested JSON
+        raise _fail(path, f"corrupt {key} entry (nested too deeply)") from None
+
+
+def _parse_header(path: Path, meta: dict[str, str]) -> tuple[ModelConfig, dict, dict]:
+    version = _format_version(path, meta)
+    try:
+        config = ModelConfig.from_dict(_json_entry(path, meta, "config"))
+    except ModelFileError:
+        raise
+    except ZFocusError as exc:
         raise _fail(path, f"invalid model configuration: {exc}") from None
+    user_meta = _json_entry(path, meta, "metadata", "{}")
     if not isinstance(user_meta, dict):
-        raise _fail(path, "corrupt metadata (not a JSON object)")
+        raise _fail(path, "corrupt metadata entry (not a JSON object)")
     info = {
         "format_version": version,
         "napari_zfocus_version": meta.get("napari_zfocus_version"),
@@ -241,8 +320,55 @@ def _parse_header(path: Path, meta: dict[str, str]) -> tuple[ModelConfig, dict, 
     return config, user_meta, info
 
 
+def _read_tensors(path: Path, handle: Any) -> dict[str, torch.Tensor]:
+    try:
+        return {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception as exc:  # truncated data section, a dtype torch lacks
+        reason = " ".join(str(exc).split())[:200]
+        raise _fail(path, f"cannot read weights, file truncated or corrupt ({reason})") from None
+
+
+def _check_integrity(path: Path, version: int, meta: dict[str, str],
+                     tensors: dict[str, torch.Tensor]) -> None:
+    """Version 2: one hash over metadata and tensors. Version 1: over the tensors only."""
+    digest = meta.get("sha256")
+    try:
+        if version >= 2:
+            ok = digest == _integrity_digest(meta, tensors)
+        else:  # old files: a missing digest was allowed; the consistency checks remain
+            ok = not digest or digest == _tensor_digest(tensors)
+    except Exception:  # a tensor that cannot be viewed as bytes: not ours
+        ok = False
+    if not ok:
+        raise _fail(path, "integrity check failed: metadata or weights were modified")
+
+
+def _check_consistency(path: Path, meta: dict[str, str], config: ModelConfig,
+                       tensors: dict[str, torch.Tensor]) -> None:
+    """Metadata against tensors: what the hash of a version-1 file cannot vouch for."""
+    centres = _json_entry(path, meta, "bin_centres_um")
+    try:
+        stored = np.asarray(centres, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise _fail(path, "corrupt bin_centres_um entry (not a list of numbers)") from None
+    want = config.bin_centres_um
+    if stored.shape != want.shape or not np.allclose(stored, want, rtol=0, atol=1e-6):
+        raise _fail(
+            path,
+            f"metadata inconsistent: the stored bin centres do not match bin_um "
+            f"{config.bin_um:g} over z {config.z_min_um:g}..{config.z_max_um:g} um",
+        )
+    problem = state_dict_problem(tensors, config, storage_dtypes=_STORAGE_FLOAT_DTYPES)
+    if problem is not None:
+        raise _fail(path, problem)
+
+
 def read_model_info(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict, dict]:
-    """Read (config, metadata, info) from a model file without loading the weights."""
+    """Read (config, metadata, info) from a model file without loading the weights.
+
+    Only the header is checked (format, version, configuration); :func:`load_model`
+    also verifies the integrity hash and the weights.
+    """
     p = Path(path)
     meta, _handle = _read_header(p)
     return _parse_header(p, meta)
@@ -255,43 +381,20 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     ------
     ModelFileError
         Missing, truncated or foreign file (pickle, zip...), unknown or newer format
-        version, invalid configuration, missing/unexpected tensors, wrong shapes or
-        dtypes, non-finite weights, or tensors that do not match the stored checksum.
+        version, metadata or weights modified since writing (integrity hash), invalid
+        configuration, metadata that contradicts the weights, missing/unexpected
+        tensors, wrong shapes or dtypes, non-finite weights.
     """
     p = Path(path)
     meta, handle = _read_header(p)
+    version = _format_version(p, meta)
+    tensors = _read_tensors(p, handle)
+    # The hash first: an edited file is named as such, whatever the edit broke.
+    _check_integrity(p, version, meta, tensors)
     config, user_meta, info = _parse_header(p, meta)
-    try:
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except Exception as exc:  # truncated data section
-        raise _fail(p, f"cannot read weights, file truncated or corrupt ({exc})") from None
-
+    _check_consistency(p, meta, config, tensors)
     net = build_network(config)
     expected = net.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise _fail(
-            p,
-            f"weights do not match the {config.architecture} network "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})",
-        )
-    for name, ref in expected.items():
-        t = tensors[name]
-        if tuple(t.shape) != tuple(ref.shape):
-            raise _fail(
-                p, f"tensor {name!r} has shape {tuple(t.shape)}, expected {tuple(ref.shape)}"
-            )
-        # Floating weights may be stored at reduced precision (cast back after the checksum).
-        if t.dtype != ref.dtype and not (
-            ref.dtype.is_floating_point and t.dtype in _STORAGE_FLOAT_DTYPES
-        ):
-            raise _fail(p, f"tensor {name!r} has dtype {t.dtype}, expected {ref.dtype}")
-        if t.dtype.is_floating_point and not bool(torch.isfinite(t).all()):
-            raise _fail(p, f"tensor {name!r} contains NaN or infinite weights")
-    digest = meta.get("sha256")
-    if digest and _tensor_digest(tensors) != digest:
-        raise _fail(p, "weights do not match the stored checksum (file modified or corrupt)")
     tensors = {name: t.to(expected[name].dtype) for name, t in tensors.items()}
     net.load_state_dict(tensors, strict=True)
     net.eval()

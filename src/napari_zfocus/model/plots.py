@@ -219,6 +219,18 @@ def training_curves(
     return _maybe_save(fig, path)
 
 
+#: The files :func:`save_evaluation_plots` writes, each with the bytes it starts with. An
+#: existing file that starts otherwise is not an earlier evaluation: ``zfocus eval`` refuses
+#: to replace it (``napari_zfocus.outputs``).
+EVALUATION_FILES: dict[str, bytes] = {
+    "error_histogram.png": b"\x89PNG\r\n\x1a\n",
+    "confusion.png": b"\x89PNG\r\n\x1a\n",
+    "error_vs_true_z.png": b"\x89PNG\r\n\x1a\n",
+    "per_image_errors.csv": b"stack,slice,",
+    "confusion_matrix.csv": b"true_z_um \\ predicted_z_um,",
+}
+
+
 def save_evaluation_plots(result: Any, out_dir: str | os.PathLike[str]) -> list[Path]:
     """Write the evaluation PNGs and CSVs of an :class:`EvaluationResult` into ``out_dir``.
 

@@ -16,6 +16,9 @@ Any image of known pixel size is brought to that grid:
 An image smaller than the model's field is **refused** with a clear error rather than
 padded: padding invents content the network never saw in training, and a silently wrong
 z estimate is worse than an error the user can fix (larger frame, smaller-field model).
+For the same reason an image whose pixels are much coarser than the model's is refused
+(upsampling cannot restore the detail the network reads), and so is an absurd
+downsampling factor (:func:`check_resampling`).
 
 The training loop reuses :func:`field_source_px`, :func:`to_model_grid`,
 :func:`resample` and :func:`normalise` so training and inference see identical inputs.
@@ -37,9 +40,21 @@ from napari_zfocus.model.config import ModelConfig
 #: is 3.9999999999999996 in floating point). 1e-3 drifts < 0.25 px over a 250 px field.
 INTEGER_FACTOR_TOL = 1e-3
 
+#: Largest factor by which an image may be UPSAMPLED to the model's grid. Pixels more than
+#: 2x coarser than the model's have lost the fine texture the network reads; bilinear
+#: interpolation cannot restore it, and the model then answers confidently but wrongly.
+MAX_UPSAMPLING = 2.0
+#: Largest DOWNSAMPLING factor. 60 nm camera pixels to a 1.2 um/px model is 20x and
+#: normal; beyond 100x the pixel size is almost surely wrong (nm entered as um) and the
+#: model's field would be a crop of over 10^8 pixels.
+MAX_DOWNSAMPLING = 100.0
+
 __all__ = [
+    "MAX_DOWNSAMPLING",
+    "MAX_UPSAMPLING",
     "check_image",
     "check_pixel_size",
+    "check_resampling",
     "integer_factor",
     "field_source_px",
     "centre_crop",
@@ -61,6 +76,31 @@ def check_pixel_size(pixel_size_um: Any) -> float:
     if not (np.isfinite(value) and value > 0):
         raise ZFocusError(f"pixel size must be a positive number of um, got {pixel_size_um}")
     return value
+
+
+def check_resampling(pixel_size_um: Any, model_pixel_size_um: float) -> float:
+    """Return the image pixel size if the model's grid can be reached from it, else raise.
+
+    Allowed: at most :data:`MAX_UPSAMPLING` times coarser and at most
+    :data:`MAX_DOWNSAMPLING` times finer than the model's pixel size.
+
+    Raises
+    ------
+    ZFocusError
+        ``"pixel size 5 um/px is 4.2x coarser than the model's 1.2 um/px; allowed ..."``.
+    """
+    px = check_pixel_size(pixel_size_um)
+    model = float(model_pixel_size_um)
+    factor = model / px  # > 1: downsampling
+    # A hair of slack so that exactly 2x (e.g. 0.48 -> 0.24) passes despite rounding.
+    if factor * MAX_UPSAMPLING >= 1 - 1e-9 and factor <= MAX_DOWNSAMPLING * (1 + 1e-9):
+        return px
+    how = f"{1 / factor:.3g}x coarser" if factor < 1 else f"{factor:.3g}x finer"
+    raise ZFocusError(
+        f"pixel size {px:g} um/px is {how} than the model's {model:g} um/px; allowed "
+        f"{model / MAX_DOWNSAMPLING:.3g}..{model * MAX_UPSAMPLING:.3g} um/px (at most "
+        f"{MAX_UPSAMPLING:g}x upsampling, {MAX_DOWNSAMPLING:g}x downsampling)"
+    )
 
 
 def check_image(image: Any) -> Any:
@@ -87,13 +127,10 @@ def check_image(image: Any) -> Any:
             torch.uint16,
         )
     else:
-        ok = (
-            np.issubdtype(dtype, np.integer)
-            or np.issubdtype(dtype, np.floating)
-            or dtype == np.bool_
-        )
+        # bool is refused: a mask, not the grey levels of a bright-field image.
+        ok = np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
     if not ok:
-        raise ZFocusError(f"expected a numeric image, got dtype {dtype}")
+        raise ZFocusError(f"expected a numeric grey-level image, got dtype {dtype}")
     return image
 
 
@@ -111,7 +148,7 @@ def field_source_px(pixel_size_um: float, config: ModelConfig) -> int:
     For an integer downsampling factor ``k`` this is exactly ``k * config.input_px`` so
     that average pooling yields ``input_px`` without rounding.
     """
-    pixel_size_um = check_pixel_size(pixel_size_um)
+    pixel_size_um = check_resampling(pixel_size_um, config.pixel_size_um)
     k = integer_factor(config.pixel_size_um / pixel_size_um)
     if k is not None:
         return k * config.input_px
@@ -187,8 +224,14 @@ def resample(image: Any, from_px_um: float, to_px_um: float) -> torch.Tensor:
     torch.Tensor
         float32 (N, C, H', W'). Integer downsampling ``k`` gives ``floor(H / k)`` rows
         (area average over k x k blocks); other factors give ``round(H * from / to)``.
+
+    Raises
+    ------
+    ZFocusError
+        A factor beyond :func:`check_resampling`'s bounds (``to_px_um`` is the model's).
     """
-    src, dst = check_pixel_size(from_px_um), check_pixel_size(to_px_um)
+    dst = check_pixel_size(to_px_um)
+    src = check_resampling(from_px_um, dst)
     x = _as_float4d(image)
     factor = dst / src
     k = integer_factor(factor)

@@ -59,9 +59,33 @@ from napari_zfocus.model.dataset_cache import (
 )
 from napari_zfocus.model.network import build_network, init_paper_weights
 from napari_zfocus.model.readout import readout
+from napari_zfocus.validation import check_choice, check_number
 
 EVENT_KINDS = ("start", "step", "validation", "checkpoint", "done", "cancelled")
 INITS = ("default", "paper")
+
+# ---- Bounds of the training settings, in one place (checked by TrainConfig.validate).
+#: Images per step and process: the widget's limit; more would not fit in memory anyway.
+TRAIN_MAX_BATCH = 4096
+#: Peak Adam learning rate: the useful range is 1e-4..1e-2; above 1 is a typo.
+TRAIN_MAX_LR = 1.0
+#: Step budget and step intervals: 1e9 steps is decades on any machine.
+TRAIN_MAX_STEPS = 10**9
+#: Wall-clock budget: one year, in minutes.
+TRAIN_MAX_MINUTES = 60 * 24 * 366
+#: Soft-label width, um (as wide as the largest z range allows).
+TRAIN_MAX_LABEL_SIGMA_UM = 1000.0
+#: Validation images kept in memory.
+TRAIN_MAX_VAL_IMAGES = 1_000_000
+#: Seeds: numpy's generators and torch.manual_seed take any 32-bit unsigned integer.
+TRAIN_MAX_SEED = 2**32 - 1
+#: CPU threads.
+TRAIN_MAX_THREADS = 1024
+
+
+def _check_int(value: Any, name: str, lo: int, hi: int) -> int:
+    """An integer (not a bool, a string or 2.5) in ``lo..hi``; the message names the field."""
+    return int(check_number(value, name, lo=lo, hi=hi, integer=True, strict=True))
 
 
 # --------------------------------------------------------------------------- settings
@@ -100,27 +124,44 @@ class TrainConfig:
     prefetch: bool = True
 
     def validate(self) -> None:
-        """Raise :class:`ZFocusError` on an impossible setting."""
+        """Raise :class:`ZFocusError` naming the first impossible or out-of-range setting.
+
+        The bounds are the ``TRAIN_*`` constants of this module; the device must exist
+        here (:func:`napari_zfocus.model.device.check_device`).
+        """
+        from napari_zfocus.model.device import check_device
+
         if self.steps is None and self.minutes is None:
             raise ZFocusError("give a training budget: steps and/or minutes")
-        if self.steps is not None and self.steps < 1:
-            raise ZFocusError(f"steps must be >= 1, got {self.steps}")
-        if self.minutes is not None and not self.minutes > 0:
-            raise ZFocusError(f"minutes must be > 0, got {self.minutes}")
-        if self.batch < 1:
-            raise ZFocusError(f"batch size must be >= 1, got {self.batch}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ZFocusError(f"learning rate must be > 0, got {self.lr}")
-        if not 0 <= self.warmup_fraction < 1:
-            raise ZFocusError(f"warm-up fraction must be in [0, 1), got {self.warmup_fraction}")
-        if self.label_sigma_um < 0:
-            raise ZFocusError(f"label sigma must be >= 0 um, got {self.label_sigma_um}")
-        if not 0 <= self.val_fraction < 1:
-            raise ZFocusError(f"validation fraction must be in [0, 1), got {self.val_fraction}")
-        if self.init not in INITS:
-            raise ZFocusError(f"unknown initialisation {self.init!r}; use one of {INITS}")
-        if self.threads is not None and self.threads < 1:
-            raise ZFocusError(f"threads must be >= 1, got {self.threads}")
+        if not isinstance(self.out, (str, os.PathLike)) or not os.fspath(self.out).strip():
+            raise ZFocusError(f"out must be a model file path, got {self.out!r}")
+        if self.steps is not None:
+            _check_int(self.steps, "steps", 1, TRAIN_MAX_STEPS)
+        if self.minutes is not None:
+            check_number(self.minutes, "minutes", lo=0, hi=TRAIN_MAX_MINUTES, lo_open=True,
+                         strict=True)
+        _check_int(self.batch, "batch", 1, TRAIN_MAX_BATCH)
+        check_number(self.lr, "lr", lo=0, hi=TRAIN_MAX_LR, lo_open=True, strict=True)
+        check_number(self.warmup_fraction, "warmup_fraction", lo=0, hi=1, hi_open=True,
+                     strict=True)
+        check_number(self.final_lr_fraction, "final_lr_fraction", lo=0, hi=1, strict=True)
+        check_number(self.weight_decay, "weight_decay", lo=0, hi=1, strict=True)
+        check_number(self.label_sigma_um, "label_sigma_um", lo=0, hi=TRAIN_MAX_LABEL_SIGMA_UM,
+                     strict=True)
+        check_number(self.val_fraction, "val_fraction", lo=0, hi=1, hi_open=True, strict=True)
+        _check_int(self.val_max_images, "val_max_images", 0, TRAIN_MAX_VAL_IMAGES)
+        _check_int(self.validation_every, "validation_every", 0, TRAIN_MAX_STEPS)
+        _check_int(self.checkpoint_every, "checkpoint_every", 0, TRAIN_MAX_STEPS)
+        check_number(self.checkpoint_every_s, "checkpoint_every_s", lo=0,
+                     hi=TRAIN_MAX_MINUTES * 60, strict=True)
+        _check_int(self.seed, "seed", 0, TRAIN_MAX_SEED)
+        if self.threads is not None:
+            _check_int(self.threads, "threads", 1, TRAIN_MAX_THREADS)
+        check_choice(self.init, "init", INITS)
+        for name in ("augment", "resume", "channels_last", "amp", "prefetch"):
+            if not isinstance(getattr(self, name), bool):
+                raise ZFocusError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        check_device(self.device, "device")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (stored in checkpoints and model metadata)."""
