@@ -50,7 +50,7 @@ def evaluate_model(model: Path, test_dir: Path) -> dict[str, float]:
     """Predict every slice of every test stack; error statistics of both readouts."""
     from napari_zfocus.data import read_dataset
     from napari_zfocus.model.inference import Predictor
-    from napari_zfocus.model.training import regression_metrics
+    from napari_zfocus.training.loop import regression_metrics
 
     predictor = Predictor.from_file(model, device="cpu")
     dataset = read_dataset(test_dir)

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_zfocus.control.controller import ControllerSettings, FocusController
-from napari_zfocus.control.session import run_simulated_session
-from napari_zfocus.control.simulated import SimulatedMicroscope
+from napari_zfocus.live.controller import ControllerSettings, FocusController
+from napari_zfocus.live.headless import run_simulated_session
+from napari_zfocus.live.simulated_microscope import SimulatedMicroscope
 
 
 def bench_camera(n_frames: int, seed: int) -> dict:

@@ -1,6 +1,6 @@
 """End-to-end rate of the live autofocus dock with the napari GUI running.
 
-Opens a napari viewer with :class:`~napari_zfocus._qt.live.LiveAutofocusWidget`, starts
+Opens a napari viewer with :class:`~napari_zfocus._qt.live_widget.LiveAutofocusWidget`, starts
 live view on the simulated microscope (the dock's default: 256 x 256 px yeast scene,
 plane cache + camera noise), with autofocus locked and on, and lets the Qt event loop run
 for ``--seconds``. Reports
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     import napari
     from qtpy.QtCore import QEventLoop, QTimer
 
-    from napari_zfocus._qt.live import LiveAutofocusWidget
+    from napari_zfocus._qt.live_widget import LiveAutofocusWidget
 
     model = args.model or paper_model(Path(tempfile.mkdtemp(prefix="zfocus-bench-")) / "paper.zfm")
     viewer = napari.Viewer(show=True)

@@ -20,8 +20,8 @@ import time
 import numpy as np
 
 from napari_zfocus.simulation import (
+    OpticalRenderer,
     OpticsParams,
-    Renderer,
     SampleParams,
     Scene,
     SimulationParams,
@@ -68,9 +68,9 @@ def main() -> None:
     scene = Scene.random(SampleParams(n_cells=100), rng, (256, 256), 0.24)
     z = np.arange(-25, 25.001, 0.25)
     for k in sorted({args.source_points, 8}):
-        renderer = Renderer(dataclasses.replace(optics, n_source_points=k))
+        renderer = OpticalRenderer(dataclasses.replace(optics, n_source_points=k))
         med, _, cpu = median_time(lambda: renderer.render(scene, z), max(1, args.repeats // 2))
-        print(f"Renderer.render {len(z)} planes of 256x256, {k} source points: median {med:.2f} s "
+        print(f"OpticalRenderer.render {len(z)} planes of 256x256, {k} source points: median {med:.2f} s "
               f"({len(z) / med:.0f} planes/s), CPU {cpu:.2f} s")
 
 

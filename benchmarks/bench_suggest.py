@@ -30,8 +30,8 @@ import time
 
 import numpy as np
 
+from napari_zfocus.annotation import FOCUS_SCORES, suggest_focus
 from napari_zfocus.data import ZStack
-from napari_zfocus.focus import FOCUS_SCORES, suggest_focus
 from napari_zfocus.simulation.stack import SimulationParams, simulate_stack
 
 

@@ -26,11 +26,11 @@ import numpy as np
 def per_stack_errors(model: Path, dataset_dir: Path) -> list[dict]:
     """One row per stack: annotation columns, within-1-um fraction, slope, intercept.
 
-    Predictions come from :func:`napari_zfocus.model.evaluation.evaluate` (centre field
+    Predictions come from :func:`napari_zfocus.inspection.evaluation.evaluate` (centre field
     of every slice, expected-value readout), the same as ``zfocus eval``.
     """
     from napari_zfocus.data import read_dataset
-    from napari_zfocus.model.evaluation import evaluate
+    from napari_zfocus.inspection.evaluation import evaluate
     from napari_zfocus.model.inference import Predictor
 
     predictor = Predictor.from_file(model, device="cpu")

@@ -8,8 +8,8 @@ bins, all training stacks) and compared the test-error distributions and MSE:
 2. ``bins``: z-bins of 1, 2, 3, 4, 5 um over -20..+20 um (41, 21, 14, 11, 9 classes);
 3. ``dataset_size``: 25, 50, 100, 200, 300 training stacks (nested subsets).
 
-Here every run trains with the project's own loop (:func:`napari_zfocus.model.training.
-train`) and is evaluated with :func:`napari_zfocus.model.evaluation.evaluate` on one fixed
+Here every run trains with the project's own loop (:func:`napari_zfocus.training.loop.
+train`) and is evaluated with :func:`napari_zfocus.inspection.evaluation.evaluate` on one fixed
 simulated test set (centre field of every slice, as in the paper). The reference setting
 (4x, 1 um, all stacks) is shared by the three studies and trained once.
 
@@ -226,11 +226,11 @@ def run_one(spec: RunSpec, seed: int, train_set: Any, test_set: Any, settings: S
     (unless ``settings.force``), so an interrupted study continues where it stopped.
     """
     from napari_zfocus._atomic import atomic_write_text
+    from napari_zfocus.inspection.evaluation import evaluate
     from napari_zfocus.model.config import ModelConfig
-    from napari_zfocus.model.evaluation import evaluate
     from napari_zfocus.model.inference import Predictor
     from napari_zfocus.model.network import build_network, count_parameters
-    from napari_zfocus.model.training import TrainConfig, train
+    from napari_zfocus.training.loop import TrainConfig, train
 
     name = spec.run_name(seed)
     path = settings.out / "results" / f"{name}.json"

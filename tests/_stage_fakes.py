@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_zfocus.control.microscope import CameraError, Frame, StageError
+from napari_zfocus.live.microscope import CameraError, Frame, StageError
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 import napari
 from qtpy.QtWidgets import QApplication
 
-from napari_zfocus._qt.annotation import AnnotationWidget
+from napari_zfocus._qt.annotation_widget import AnnotationWidget
 from napari_zfocus.simulation import SimulationParams, simulate_dataset
 
 OUT = Path(__file__).resolve().parents[1] / "images" / "annotation.png"

@@ -36,8 +36,8 @@ def small_model(minutes: float = 10.0) -> Path:
     if model.exists():
         return model
     from napari_zfocus.model.config import ModelConfig
-    from napari_zfocus.model.training import TrainConfig, train
     from napari_zfocus.simulation import SimulationParams, simulate_dataset
+    from napari_zfocus.training.loop import TrainConfig, train
 
     data = CACHE / "train"
     if not (data / "annotations.csv").exists():
@@ -81,7 +81,7 @@ def main() -> None:
     from qtpy.QtCore import QPoint
     from qtpy.QtWidgets import QApplication
 
-    from napari_zfocus._qt.inspection import Z_SUFFIX, InspectionWidget
+    from napari_zfocus._qt.inspection_widget import Z_SUFFIX, InspectionWidget
     from napari_zfocus.simulation import SimulationParams, simulate_stack
 
     model = small_model()

@@ -38,9 +38,9 @@ def run_for(seconds: float) -> None:
 def main() -> None:
     import napari
 
-    from napari_zfocus._qt.live import SIM_SPEED, LiveAutofocusWidget
-    from napari_zfocus.control.render import SimulatorRenderer
-    from napari_zfocus.control.simulated import (
+    from napari_zfocus._qt.live_widget import SIM_SPEED, LiveAutofocusWidget
+    from napari_zfocus.live.scenes import SimulatorRenderer
+    from napari_zfocus.live.simulated_microscope import (
         ScaledClock,
         SimulatedMicroscope,
         SimulatedMicroscopeSettings,

@@ -18,10 +18,10 @@ from pathlib import Path
 import napari
 from qtpy.QtWidgets import QApplication
 
-from napari_zfocus._qt.training import TrainingWidget
+from napari_zfocus._qt.training_widget import TrainingWidget
 from napari_zfocus.data import read_dataset
-from napari_zfocus.model.training_run import RunState
 from napari_zfocus.simulation import SimulationParams, simulate_dataset
+from napari_zfocus.training.run_state import RunState
 
 OUT = Path(__file__).resolve().parents[1] / "images" / "training.png"
 

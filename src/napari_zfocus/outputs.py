@@ -80,7 +80,7 @@ def is_checkpoint_file(path: str | os.PathLike[str]) -> bool:
     ``torch.save`` writes a zip whose ``data.pkl`` holds the pickled dict (tensors are
     separate entries); our dict holds the format string, which pickle stores verbatim.
     """
-    from napari_zfocus.model.checkpoint import CHECKPOINT_FORMAT
+    from napari_zfocus.training.checkpoint import CHECKPOINT_FORMAT
 
     try:
         with zipfile.ZipFile(path) as archive:
@@ -267,7 +267,7 @@ def check_model_output(
     ZFocusError
         Any other refusal.
     """
-    from napari_zfocus.model.checkpoint import checkpoint_path
+    from napari_zfocus.training.checkpoint import checkpoint_path
 
     if not str(out).strip():
         raise ZFocusError(f"{name}: give a model file name such as model.zfm")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_zfocus.control.simulated import SimulatedMicroscope
+from napari_zfocus.live.simulated_microscope import SimulatedMicroscope
 
 BINS = np.arange(-20.0, 21.0)
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from napari_zfocus._qt._viewer import text_overlay
-from napari_zfocus.data.annotation_session import StackState
+from napari_zfocus.annotation.state import StackState
 from napari_zfocus.simulation import SimulationParams, simulate_dataset
 
 pytest.importorskip("napari")
 
-from napari_zfocus._qt.annotation import AnnotationWidget  # noqa: E402
+from napari_zfocus._qt.annotation_widget import AnnotationWidget  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from qtpy.QtCore import QThreadPool
 
 from napari_zfocus.cli.demo import build_demo
-from napari_zfocus.control.session import DEMO_MODEL, demo_model_path
+from napari_zfocus.live.headless import DEMO_MODEL, demo_model_path
 from napari_zfocus.model.io import load_model
 
 

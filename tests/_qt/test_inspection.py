@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QThreadPool
 
-from napari_zfocus._qt.inspection import CONF_SUFFIX, Z_SUFFIX, InspectionWidget
+from napari_zfocus._qt.inspection_widget import CONF_SUFFIX, Z_SUFFIX, InspectionWidget
 from napari_zfocus.data.annotations import Annotation, write_annotations
 from napari_zfocus.data.stack import write_stack
 from napari_zfocus.model.config import ModelConfig
@@ -40,8 +40,8 @@ def tiny_dataset(tmp_path_factory):
 @pytest.fixture
 def errors(monkeypatch):
     messages: list[str] = []
-    monkeypatch.setattr("napari_zfocus._qt.inspection.show_error", messages.append)
-    monkeypatch.setattr("napari_zfocus._qt.inspection.show_warning", messages.append)
+    monkeypatch.setattr("napari_zfocus._qt.inspection_widget.show_error", messages.append)
+    monkeypatch.setattr("napari_zfocus._qt.inspection_widget.show_warning", messages.append)
     return messages
 
 

@@ -14,16 +14,16 @@ from _stage_fakes import ObedientMicroscope, Prediction, ScriptPredictor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from napari_zfocus._qt.live import LiveAutofocusWidget
-from napari_zfocus.control.controller import FocusController
-from napari_zfocus.control.render import PatternRenderer
-from napari_zfocus.control.simulated import (
+from napari_zfocus._qt.live_widget import LiveAutofocusWidget
+from napari_zfocus.errors import ZFocusError
+from napari_zfocus.live.controller import FocusController
+from napari_zfocus.live.scenes import PatternRenderer
+from napari_zfocus.live.simulated_microscope import (
     SimClock,
     SimulatedMicroscope,
     SimulatedMicroscopeSettings,
 )
-from napari_zfocus.control.stage_safety import is_safe_move
-from napari_zfocus.errors import ZFocusError
+from napari_zfocus.live.stage_safety import is_safe_move
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from _live_fakes import TruthPredictor
 from qtpy.QtCore import QThreadPool
 
 from napari_zfocus._qt._viewer import text_overlay
-from napari_zfocus._qt.live import LAYER_NAME, LiveAutofocusWidget
-from napari_zfocus.control.render import PatternRenderer
-from napari_zfocus.control.simulated import (
+from napari_zfocus._qt.live_widget import LAYER_NAME, LiveAutofocusWidget
+from napari_zfocus.live.scenes import PatternRenderer
+from napari_zfocus.live.simulated_microscope import (
     SimClock,
     SimulatedMicroscope,
     SimulatedMicroscopeSettings,
@@ -96,7 +96,7 @@ def test_lock_and_autofocus_move_stage_to_sample(make_napari_viewer, qtbot, scop
 
 def test_settings_validation_and_decision_log(make_napari_viewer, qtbot, scope, tmp_path, monkeypatch):
     errors: list[str] = []
-    monkeypatch.setattr("napari_zfocus._qt.live.show_error", errors.append)
+    monkeypatch.setattr("napari_zfocus._qt.live_widget.show_error", errors.append)
     viewer = make_napari_viewer()
     widget = LiveAutofocusWidget(viewer, microscope=scope, max_fps=200)
     widget.set_predictor(TruthPredictor(scope))
@@ -118,8 +118,8 @@ def test_settings_validation_and_decision_log(make_napari_viewer, qtbot, scope, 
 
 def test_start_without_model_shows_error(make_napari_viewer, monkeypatch, scope, tmp_path):
     errors: list[str] = []
-    monkeypatch.setattr("napari_zfocus._qt.live.show_error", errors.append)
-    monkeypatch.setattr("napari_zfocus._qt.live.DEMO_MODEL", tmp_path / "absent.zfm")
+    monkeypatch.setattr("napari_zfocus._qt.live_widget.show_error", errors.append)
+    monkeypatch.setattr("napari_zfocus._qt.live_widget.DEMO_MODEL", tmp_path / "absent.zfm")
     viewer = make_napari_viewer()
     widget = LiveAutofocusWidget(viewer, microscope=scope)
     assert not widget.start_button.isEnabled()
@@ -147,7 +147,7 @@ def test_closing_viewer_while_live_stops_threads(make_napari_viewer, qtbot, scop
 def test_live_over_pymmcore_core(make_napari_viewer, qtbot, scope):
     """A CMMCorePlus (here a UniMMCore with Python devices) is wrapped and streamed."""
     pytest.importorskip("pymmcore_plus")
-    from napari_zfocus.control.mmcore import MMCoreMicroscope, make_simulated_mmcore
+    from napari_zfocus.live.mmcore import MMCoreMicroscope, make_simulated_mmcore
 
     core = make_simulated_mmcore(scope, exposure_ms=2.0)
     try:
@@ -161,7 +161,8 @@ def test_live_over_pymmcore_core(make_napari_viewer, qtbot, scope):
         widget.stop_live()
         # Stopping releases the camera (polled: on a busy machine the loop thread may need
         # longer than stop_live's own 5 s wait).
-        qtbot.waitUntil(lambda: not core.isSequenceRunning(), timeout=30000)
+        running = core.isSequenceRunning  # bound now: the finally clause deletes `core`
+        qtbot.waitUntil(lambda: not running(), timeout=30000)
         qtbot.waitUntil(lambda: _no_workers(widget), timeout=30000)
     finally:
         core.unloadAllDevices()

@@ -12,11 +12,11 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("torch")
 
-from napari_zfocus._qt.training import TrainingWidget  # noqa: E402
+from napari_zfocus._qt.training_widget import TrainingWidget  # noqa: E402
 from napari_zfocus.model.config import ModelConfig  # noqa: E402
-from napari_zfocus.model.training import TrainConfig  # noqa: E402
-from napari_zfocus.model.training_run import RunState  # noqa: E402
 from napari_zfocus.simulation import SimulationParams, simulate_dataset  # noqa: E402
+from napari_zfocus.training.loop import TrainConfig  # noqa: E402
+from napari_zfocus.training.run_state import RunState  # noqa: E402
 
 TINY = dict(field_um=12, pixel_size_um=0.24, conv_features=(4, 8), fc_features=32)
 
@@ -63,7 +63,7 @@ def test_tiny_run_to_completion_then_inspect(make_napari_viewer, qtbot, dataset,
 
     assert load_model(out).config.input_px == 50
     try:
-        import napari_zfocus._qt.inspection  # noqa: F401
+        import napari_zfocus._qt.inspection_widget  # noqa: F401
     except ImportError:
         return  # the inspection dock is not written yet: the rest is tested
     before = len(widget.viewer.window.dock_widgets)
@@ -72,8 +72,8 @@ def test_tiny_run_to_completion_then_inspect(make_napari_viewer, qtbot, dataset,
 
 
 def test_stop_saves_a_loadable_checkpoint_and_resume(make_napari_viewer, qtbot, dataset, tmp_path):
-    from napari_zfocus.model.checkpoint import load_checkpoint
     from napari_zfocus.model.io import load_model
+    from napari_zfocus.training.checkpoint import load_checkpoint
 
     widget = _widget(make_napari_viewer, dataset)
     out = tmp_path / "m.zfm"
@@ -137,7 +137,7 @@ def test_close_viewer_while_training(make_napari_viewer, qtbot, dataset, tmp_pat
 
 def test_loss_plot_redraws_at_most_every_interval(qtbot):
     from napari_zfocus._qt._plot import LossPlot
-    from napari_zfocus.model.training_run import History
+    from napari_zfocus.training.run_state import History
 
     plot = LossPlot(min_interval_s=10.0)
     qtbot.addWidget(plot)
@@ -161,7 +161,7 @@ def test_opens_from_the_plugin_menu(make_napari_viewer):
 
 
 def test_defaults_match_the_cli_and_paper_box_switches_to_the_paper(make_napari_viewer):
-    from napari_zfocus._qt.training import TrainingWidget
+    from napari_zfocus._qt.training_widget import TrainingWidget
     from napari_zfocus.model.config import ModelConfig
 
     widget = TrainingWidget(make_napari_viewer())
@@ -192,7 +192,7 @@ def test_fresh_start_onto_a_model_asks_and_no_starts_nothing(
 ):
     from _tiny import write_untrained_model
 
-    from napari_zfocus._qt import training
+    from napari_zfocus._qt import training_widget as training
 
     out = write_untrained_model(tmp_path / "m.zfm")
     before = out.read_bytes()
@@ -217,7 +217,7 @@ def test_fresh_start_onto_a_model_asks_and_no_starts_nothing(
 def test_non_model_output_is_refused_with_a_notification(
     make_napari_viewer, dataset, tmp_path, monkeypatch, target
 ):
-    from napari_zfocus._qt import training
+    from napari_zfocus._qt import training_widget as training
 
     out = dataset / "annotations.csv" if target == "annotations" else tmp_path / "notes.zfm"
     if target == "text_file":

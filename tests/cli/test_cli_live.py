@@ -59,7 +59,7 @@ def test_live_with_a_tiny_real_model(tmp_path, capsys):
 
 
 def test_live_errors_exit_2_with_one_line(tmp_path, capsys, monkeypatch):
-    import napari_zfocus.control.session as session
+    import napari_zfocus.live.headless as session
 
     monkeypatch.setattr(session, "DEMO_MODEL", tmp_path / "demo_model.zfm")
     assert main(["live", "--simulate", "--hours", "0.01"]) == 2
@@ -76,13 +76,13 @@ def test_live_errors_exit_2_with_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_demo_headless_prints_what_happened(capsys, monkeypatch):
-    import napari_zfocus.control.session as session
-    from napari_zfocus.control.render import PatternRenderer
+    import napari_zfocus.live.headless as session
+    from napari_zfocus.live.scenes import PatternRenderer
 
     real = session.SimulatedMicroscope
 
     def small(settings=None, **kw):  # tiny frames and a fast scene keep the test quick
-        from napari_zfocus.control.simulated import SimulatedMicroscopeSettings
+        from napari_zfocus.live.simulated_microscope import SimulatedMicroscopeSettings
 
         kw["renderer"] = PatternRenderer((32, 32))
         return real(SimulatedMicroscopeSettings(shape=(32, 32)), **kw)
@@ -99,7 +99,7 @@ def test_live_and_demo_import_no_gui_torch_or_pymmcore():
     import sys
 
     code = (
-        "import sys, napari_zfocus.cli.live, napari_zfocus.cli.demo, napari_zfocus.control;"
+        "import sys, napari_zfocus.cli.live, napari_zfocus.cli.demo, napari_zfocus.live;"
         "print(sorted(m for m in ('napari', 'torch', 'qtpy', 'pymmcore_plus') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

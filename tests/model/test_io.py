@@ -228,7 +228,7 @@ def test_version_1_edit_of_config_and_bin_centres_together_hits_the_weights(tmp_
 
 
 def test_shipped_demo_model_is_in_the_current_format() -> None:
-    from napari_zfocus.control.session import demo_model_path
+    from napari_zfocus.live.headless import demo_model_path
 
     loaded = load_model(demo_model_path())
     assert loaded.info["format_version"] == FORMAT_VERSION

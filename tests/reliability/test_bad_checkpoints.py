@@ -24,8 +24,8 @@ from _reliability import Snapshot, assert_refused, run_cli
 from _tiny import write_noise_dataset
 
 from napari_zfocus.errors import ModelFileError, ZFocusError
-from napari_zfocus.model.checkpoint import CHECKPOINT_VERSION, load_checkpoint
-from napari_zfocus.model.training import TrainConfig
+from napari_zfocus.training.checkpoint import CHECKPOINT_VERSION, load_checkpoint
+from napari_zfocus.training.loop import TrainConfig
 
 #: A 32 um field at 1 um/px: the smallest network the train flags can ask for.
 SMALL = ["--pixel-size-um", "1", "--field-um", "32", "--z-range", "-5", "5",

@@ -193,7 +193,7 @@ def test_napari_reader_refuses_a_truncated_stack(files: dict[str, Path], key: st
 
 
 def test_annotation_suggestion_refuses_bad_stacks(files: dict[str, Path]) -> None:
-    from napari_zfocus.data.annotation_session import suggest_slice
+    from napari_zfocus.annotation.state import suggest_slice
 
     with pytest.raises(StackError, match="cut_stack.tif: file is truncated"):
         suggest_slice(files["cut_stack"], "cut_stack.tif", 1.0, PX)

@@ -300,7 +300,7 @@ def test_valid_files_of_both_versions_still_predict(files) -> None:
 
 
 def test_shipped_demo_model_loads() -> None:
-    from napari_zfocus.control.session import demo_model_path
+    from napari_zfocus.live.headless import demo_model_path
 
     loaded = load_model(demo_model_path())
     assert loaded.info["format_version"] == 2 and loaded.config.n_bins == 41

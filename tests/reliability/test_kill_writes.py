@@ -29,10 +29,10 @@ torch = pytest.importorskip("torch")
 from _tiny import TINY
 
 from napari_zfocus.data import Annotation, read_dataset, write_annotations
-from napari_zfocus.model.checkpoint import load_checkpoint, save_checkpoint
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.io import load_model, save_model
 from napari_zfocus.model.network import build_network
+from napari_zfocus.training.checkpoint import load_checkpoint, save_checkpoint
 
 FORK = multiprocessing.get_context("fork")
 TIMEOUT_S = 60.0

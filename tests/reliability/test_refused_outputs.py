@@ -42,8 +42,8 @@ class World:
 
 
 def _checkpoint(path: Path) -> Path:
-    from napari_zfocus.model.checkpoint import save_checkpoint
     from napari_zfocus.model.config import ModelConfig
+    from napari_zfocus.training.checkpoint import save_checkpoint
 
     return save_checkpoint(path, {"model": {}, "optimizer": {}, "step": 1,
                                   "elapsed_s": 1.0, "model_config": ModelConfig()})
@@ -211,8 +211,8 @@ def test_at_least_thirty_cases() -> None:
 
 
 def test_overwrite_replaces_a_model_and_its_checkpoint(w: World) -> None:
-    from napari_zfocus.model.checkpoint import load_checkpoint
     from napari_zfocus.model.io import load_model
+    from napari_zfocus.training.checkpoint import load_checkpoint
 
     before = w.model.read_bytes()
     result = run_cli(*_train(w, w.model, "--overwrite", "--json", "--val-fraction", "0.5"))
@@ -223,7 +223,7 @@ def test_overwrite_replaces_a_model_and_its_checkpoint(w: World) -> None:
 
 
 def test_resume_still_continues_the_checkpoint(w: World) -> None:
-    from napari_zfocus.model.checkpoint import load_checkpoint
+    from napari_zfocus.training.checkpoint import load_checkpoint
 
     out = w.root / "fresh.zfm"
     assert run_cli(*_train(w, out, "--val-fraction", "0.5")).code == 0
@@ -248,7 +248,7 @@ def test_live_csv_replaces_an_earlier_decision_log(w: World) -> None:
 
 
 def test_eval_plots_rerun_replaces_only_its_own_files(tmp_path: Path) -> None:
-    from napari_zfocus.model.plots import EVALUATION_FILES
+    from napari_zfocus.inspection.plots import EVALUATION_FILES
 
     model = write_untrained_model(tmp_path / "tiny.zfm")
     ds = write_noise_dataset(tmp_path / "ds", 1, (13, 56, 60), focus_index=6)

@@ -7,7 +7,7 @@ import pytest
 from sim_helpers import cell_mask, make_scene
 
 from napari_zfocus.errors import ZFocusError
-from napari_zfocus.simulation import Optics, OpticsParams, Renderer, render_planes
+from napari_zfocus.simulation import OpticalRenderer, Optics, OpticsParams, render_planes
 from napari_zfocus.simulation.optics import source_points
 
 Z = np.arange(-8.0, 8.01, 0.5)
@@ -22,7 +22,7 @@ def contrast(planes: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def floor_planes():
     scene = make_scene(ceiling_fraction=0.0, seed=0)
-    return scene, Renderer(OPTICS).render(scene, Z)
+    return scene, OpticalRenderer(OPTICS).render(scene, Z)
 
 
 def test_empty_field_is_uniform_background():
@@ -62,7 +62,7 @@ def test_ceiling_cells_come_into_focus_higher_up():
     assert np.all(floor.cells.z - floor.cells.c < 0.35)
     assert np.all(ceiling.cells.z + ceiling.cells.c > 6.0 - 0.35)
     assert ceiling.cells.z.mean() > floor.cells.z.mean() + 1.0
-    renderer = Renderer(OPTICS)
+    renderer = OpticalRenderer(OPTICS)
     z_floor = Z[np.argmin(contrast(renderer.render(floor, Z)))]
     z_ceiling = Z[np.argmin(contrast(renderer.render(ceiling, Z)))]
     # Ceiling cells sit ~1.5-2 um above the floor-cell layer: the focal plane must move up,
@@ -72,7 +72,7 @@ def test_ceiling_cells_come_into_focus_higher_up():
 
 def test_larger_condenser_na_blurs_defocus_more(floor_planes):
     scene, planes = floor_planes
-    wide = Renderer(OpticsParams(n_source_points=12, margin_um=4.0, condenser_na=0.9))
+    wide = OpticalRenderer(OpticsParams(n_source_points=12, margin_um=4.0, condenser_na=0.9))
     far = np.array([-8.0, 8.0])
     c_narrow = contrast(planes[[0, -1]])
     c_wide = contrast(wide.render(scene, far))
@@ -82,7 +82,7 @@ def test_larger_condenser_na_blurs_defocus_more(floor_planes):
 def test_uneven_defocus_list_matches_even_stack(floor_planes):
     scene, planes = floor_planes
     picks = [3, 0, 16, 29]
-    one_by_one = Renderer(OPTICS).render(scene, Z[picks])
+    one_by_one = OpticalRenderer(OPTICS).render(scene, Z[picks])
     np.testing.assert_allclose(one_by_one, planes[picks], atol=2e-4)
 
 
@@ -111,6 +111,6 @@ def test_bad_optics_raise(kwargs):
 
 def test_prepared_scene_renders_like_render_and_tracks_version(floor_planes):
     scene, planes = floor_planes
-    prepared = Renderer(OPTICS).prepare(scene)
+    prepared = OpticalRenderer(OPTICS).prepare(scene)
     assert prepared.version == scene.version
     np.testing.assert_allclose(prepared.render([Z[5], Z[20]]), planes[[5, 20]], atol=2e-4)

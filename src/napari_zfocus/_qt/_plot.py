@@ -2,7 +2,7 @@
 
 Built on the shared :class:`~napari_zfocus._qt._canvas.PlotCanvas` (napari dark style).
 Lines are created once and only their data change; :meth:`LossPlot.show_history` redraws at
-most every ``min_interval_s`` (a :class:`~napari_zfocus.model.training_run.Throttle`), so
+most every ``min_interval_s`` (a :class:`~napari_zfocus.training.run_state.Throttle`), so
 a fast training loop cannot flood the GUI thread with redraws.
 """
 
@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator
 from qtpy.QtWidgets import QWidget
 
 from napari_zfocus._qt._canvas import ACCENT, FOREGROUND, WARN, PlotCanvas
-from napari_zfocus.model.training_run import History, Throttle
+from napari_zfocus.training.run_state import History, Throttle
 
 
 class LossPlot(PlotCanvas):

@@ -53,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run_headless(args: argparse.Namespace) -> int:
     """Short simulated session, printed."""
-    from napari_zfocus.control.session import run_simulated_session
+    from napari_zfocus.live.headless import run_simulated_session
 
     print(f"zfocus demo: {args.minutes:g} simulated minutes, one frame every {args.interval_s:g} s,"
           f" drift {args.drift_um:g} um", file=sys.stderr, flush=True)
@@ -76,7 +76,7 @@ def build_demo(viewer, model_path=None, *, start_live: bool = True):
     Returns the widget. Separate from :func:`run_gui` so tests can drive it on a test
     viewer.
     """
-    from napari_zfocus._qt.live import LiveAutofocusWidget  # lazy: headless needs no Qt
+    from napari_zfocus._qt.live_widget import LiveAutofocusWidget  # lazy: headless needs no Qt
 
     widget = LiveAutofocusWidget(viewer, microscope=None, model_path=model_path)
     viewer.window.add_dock_widget(widget, name="Live autofocus", area="right")

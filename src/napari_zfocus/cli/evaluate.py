@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from napari_zfocus.errors import ZFocusError, describe
-    from napari_zfocus.model.evaluation import iter_evaluate
+    from napari_zfocus.inspection.evaluation import iter_evaluate
     from napari_zfocus.model.inference import Predictor
 
     if args.plots is not None:
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"model {args.model} on {args.dataset}")
         print(format_table(summary))
     if args.plots is not None:  # after the results: a write that fails anyway loses nothing else
-        from napari_zfocus.model.plots import save_evaluation_plots
+        from napari_zfocus.inspection.plots import save_evaluation_plots
 
         try:
             written = save_evaluation_plots(result, args.plots)
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
 def check_plots_folder(folder: Path) -> Path:
     """Refuse a ``--plots`` folder that cannot be written or holds a file of the same name
     as an output that is not an earlier evaluation's (those are replaced)."""
-    from napari_zfocus.model.plots import EVALUATION_FILES
+    from napari_zfocus.inspection.plots import EVALUATION_FILES
     from napari_zfocus.outputs import check_output_folder, starts_with
 
     files = {name: starts_with(head) for name, head in EVALUATION_FILES.items()}

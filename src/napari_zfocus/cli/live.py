@@ -47,7 +47,7 @@ def add_controller_arguments(p: argparse.ArgumentParser) -> None:
 
 def controller_settings(args: argparse.Namespace):
     """Build :class:`ControllerSettings` from the parsed arguments (validated)."""
-    from napari_zfocus.control.controller import ControllerSettings
+    from napari_zfocus.live.controller import ControllerSettings
 
     settings = ControllerSettings(
         dead_band_um=args.dead_band, max_step_um=args.max_step, gain=args.gain,
@@ -158,9 +158,9 @@ def format_summary(d: dict[str, Any]) -> list[str]:
 
 def run_simulation(args: argparse.Namespace) -> int:
     """``zfocus live --simulate``."""
-    from napari_zfocus.control.render import PatternRenderer
-    from napari_zfocus.control.session import run_simulated_session
-    from napari_zfocus.control.simulated import SimulatedMicroscopeSettings
+    from napari_zfocus.live.headless import run_simulated_session
+    from napari_zfocus.live.scenes import PatternRenderer
+    from napari_zfocus.live.simulated_microscope import SimulatedMicroscopeSettings
 
     if args.scene == "pattern" and args.oracle_noise is None:
         raise ZFocusError("--scene pattern is a test pattern for --oracle-noise, not for a model")
@@ -207,9 +207,9 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 def run_hardware(args: argparse.Namespace) -> int:
     """``zfocus live --mm-config CFG``: the controller on real hardware."""
-    from napari_zfocus.control.controller import FocusController
-    from napari_zfocus.control.mmcore import MMCoreMicroscope, load_mmcore
-    from napari_zfocus.control.session import check_pixel_size_fits, load_predictor
+    from napari_zfocus.live.controller import FocusController
+    from napari_zfocus.live.headless import check_pixel_size_fits, load_predictor
+    from napari_zfocus.live.mmcore import MMCoreMicroscope, load_mmcore
 
     cfg = Path(args.mm_config)
     if not cfg.is_file():
@@ -252,7 +252,7 @@ def run_hardware(args: argparse.Namespace) -> int:
 def check_csv(path: str) -> Path:
     """Refuse a ``--csv`` path before the session: a folder, an unwritable place, or an
     existing file that is not an earlier decision log (those are replaced)."""
-    from napari_zfocus.control.controller import DECISION_COLUMNS
+    from napari_zfocus.live.controller import DECISION_COLUMNS
     from napari_zfocus.outputs import check_output_file, starts_with
 
     header = ",".join(DECISION_COLUMNS[:2]) + ","

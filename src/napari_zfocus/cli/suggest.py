@@ -1,7 +1,7 @@
 """``zfocus suggest STACK``: suggest the in-focus slice of a bright-field z-stack.
 
 Uses the contrast dip between the sharpness peaks (no model needed); see
-:mod:`napari_zfocus.focus.suggest`.
+:mod:`napari_zfocus.annotation.suggestion`.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Read the stack, suggest its focus, print the result."""
+    from napari_zfocus.annotation import suggest_focus
     from napari_zfocus.data import read_stack
-    from napari_zfocus.focus import suggest_focus
 
     stack = read_stack(
         args.stack,

@@ -160,7 +160,7 @@ def _model_config(args: argparse.Namespace, ckpt_config: Any | None):
 
 
 def _train_config(args: argparse.Namespace):
-    from napari_zfocus.model.training import TrainConfig
+    from napari_zfocus.training.loop import TrainConfig
 
     minutes = args.minutes
     if minutes is None and args.steps is None:
@@ -211,9 +211,9 @@ def run_train(args: argparse.Namespace) -> int:
     _maybe_reexec_with_tcmalloc(args)
 
     from napari_zfocus.data import read_dataset
-    from napari_zfocus.model import ddp
-    from napari_zfocus.model.checkpoint import checkpoint_path, load_checkpoint
-    from napari_zfocus.model.training import CancelToken, train
+    from napari_zfocus.training import ddp
+    from napari_zfocus.training.checkpoint import checkpoint_path, load_checkpoint
+    from napari_zfocus.training.loop import CancelToken, train
 
     dataset = read_dataset(args.dataset)
     ckpt_config = load_checkpoint(checkpoint_path(args.out))["model_config"] if args.resume else None

@@ -10,7 +10,7 @@ Stacks and datasets (for training and testing the z-position CNN)::
 One evolving scene rendered at any defocus (for the simulated microscope)::
 
     scene = Scene.random(SampleParams(n_cells=15), rng, shape=(256, 256), pixel_size_um=0.24)
-    renderer = Renderer(OpticsParams())
+    renderer = OpticalRenderer(OpticsParams())
     planes = renderer.render(scene, np.arange(-25, 25.01, 0.25))  # float32, background 1
     frame = apply_camera(planes[100], CameraParams(), rng)          # uint16
     scene.grow(0.25, rng)                                            # 15 min of growth
@@ -29,7 +29,7 @@ from __future__ import annotations
 from napari_zfocus.simulation.camera import CameraParams, apply_camera, vignetting_map
 from napari_zfocus.simulation.dataset import simulate_dataset, stack_seed
 from napari_zfocus.simulation.optics import Optics, OpticsParams
-from napari_zfocus.simulation.render import PreparedScene, Renderer, render_planes
+from napari_zfocus.simulation.render import OpticalRenderer, PreparedScene, render_planes
 from napari_zfocus.simulation.sample import Cells, SampleParams, Scene, optical_layers
 from napari_zfocus.simulation.stack import SimulatedStack, SimulationParams, simulate_stack
 
@@ -39,7 +39,7 @@ __all__ = [
     "Optics",
     "OpticsParams",
     "PreparedScene",
-    "Renderer",
+    "OpticalRenderer",
     "SampleParams",
     "Scene",
     "SimulatedStack",

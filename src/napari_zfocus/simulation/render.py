@@ -3,11 +3,11 @@
 This is the API the simulated microscope uses::
 
     from napari_zfocus.simulation import (
-        SampleParams, OpticsParams, CameraParams, Scene, Renderer, render_planes, apply_camera)
+        SampleParams, OpticsParams, CameraParams, Scene, OpticalRenderer, render_planes, apply_camera)
 
     rng = np.random.default_rng(0)
     scene = Scene.random(SampleParams(n_cells=15), rng, shape=(256, 256), pixel_size_um=0.24)
-    renderer = Renderer(OpticsParams())            # keeps FFT grids/pupil between calls
+    renderer = OpticalRenderer(OpticsParams())            # keeps FFT grids/pupil between calls
     z = np.arange(-25, 25.01, 0.25)                # defocus, um (z > 0: sample above focus)
     intensity = renderer.render(scene, z)          # float32 (Z, Y, X), background ~ 1.0
     frame = apply_camera(intensity[100], CameraParams(), rng)   # uint16 (Y, X)
@@ -43,7 +43,7 @@ def grid_for(
     return (gh, gw), ((gh - shape[0]) // 2, (gw - shape[1]) // 2)
 
 
-class Renderer:
+class OpticalRenderer:
     """Renders scenes with one optics setting; caches the grid-dependent precomputation.
 
     Parameters
@@ -114,7 +114,7 @@ class Renderer:
 
 @dataclass
 class PreparedScene:
-    """Exit-plane spectra of one scene state (see :meth:`Renderer.prepare`)."""
+    """Exit-plane spectra of one scene state (see :meth:`OpticalRenderer.prepare`)."""
 
     optics: Optics
     spectra: np.ndarray  # complex64 (K, grid rows, grid cols)
@@ -137,8 +137,8 @@ def render_planes(
     params: OpticsParams | None = None,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """One-shot :meth:`Renderer.render` (use a :class:`Renderer` for repeated calls).
+    """One-shot :meth:`OpticalRenderer.render` (use a :class:`OpticalRenderer` for repeated calls).
 
     Returns float32 ``(Z, rows, cols)`` intensity, empty field = 1.0.
     """
-    return Renderer(params, rng).render(scene, z_um)
+    return OpticalRenderer(params, rng).render(scene, z_um)

@@ -16,7 +16,7 @@ import numpy as np
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.simulation.camera import CameraParams, apply_camera
 from napari_zfocus.simulation.optics import OpticsParams
-from napari_zfocus.simulation.render import Renderer
+from napari_zfocus.simulation.render import OpticalRenderer
 from napari_zfocus.simulation.sample import SampleParams, Scene
 
 #: A fixed value or a (low, high) range drawn per stack.
@@ -204,7 +204,7 @@ def simulate_stack(params: SimulationParams | None = None, seed: SeedLike = 0) -
         grow_scene(scene, drawn["grow_hours"], rng_sample)
     drawn["tilt_x"], drawn["tilt_y"] = scene.tilt
     z_um = (np.arange(params.n_slices) - focus) * params.z_step_um
-    intensity = Renderer(optics, rng_optics).render(scene, z_um)
+    intensity = OpticalRenderer(optics, rng_optics).render(scene, z_um)
     data = apply_camera(intensity, camera, rng_camera)
     return SimulatedStack(data=data, focus_index=focus, z_um=z_um, params=params,
                           drawn=drawn, scene=scene)

@@ -1,0 +1,239 @@
+"""The annotation session (model behind the annotation widget), without Qt."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_zfocus.annotation.state import (
+    MARK_SOURCE_COLUMN,
+    AnnotationState,
+    StackState,
+    discover_stacks,
+)
+from napari_zfocus.data import read_dataset, write_stack
+from napari_zfocus.errors import ZFocusError
+
+
+def _stack(path: Path, n: int = 5, z_step: float = 0.5, pixel: float = 0.1) -> Path:
+    data = np.arange(n * 8 * 8, dtype=np.uint16).reshape(n, 8, 8)
+    write_stack(path, data, z_step_um=z_step, pixel_size_um=pixel)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    for i in (1, 2, 10):
+        _stack(tmp_path / f"s{i}.tif")
+    return tmp_path
+
+
+def _rows(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "annotations.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_folder_without_csv_starts_unmarked(folder):
+    session = AnnotationState.open_folder(folder)
+    assert [e.name for e in session.entries] == ["s1.tif", "s2.tif", "s10.tif"]  # natural order
+    assert all(e.state is StackState.UNMARKED for e in session.entries)
+    assert session.counts_text() == "0 / 3 marked"
+    assert not (folder / "annotations.csv").exists()  # nothing written before a mark
+
+
+def test_mark_is_saved_at_once_and_restored(folder):
+    session = AnnotationState.open_folder(folder)
+    session.select(1)
+    session.opened(5, z_step_um=0.5, pixel_size_um=0.1)
+    session.mark(3)
+    rows = _rows(folder)
+    assert rows == [
+        {"stack": "s2.tif", "focus_index": "3", "z_step_um": "0.5", "pixel_size_um": "0.1",
+         MARK_SOURCE_COLUMN: "manual"}
+    ]
+    again = AnnotationState.open_folder(folder)
+    entry = again.entries[1]
+    assert (entry.focus_index, entry.z_step_um, entry.pixel_size_um) == (3, 0.5, 0.1)
+    assert entry.state is StackState.MARKED
+    assert again.counts_text() == "1 / 3 marked"
+    # The file is a valid dataset for training.
+    assert read_dataset(folder).annotations[0].focus_index == 3
+
+
+def test_extra_columns_and_their_order_survive(folder):
+    (folder / "annotations.csv").write_text(
+        "operator,stack,focus_index,z_step_um,pixel_size_um\nann,s1.tif,2,0.5,0.1\n"
+    )
+    session = AnnotationState.open_folder(folder)
+    session.select(2)
+    session.mark(1)
+    text = (folder / "annotations.csv").read_text().splitlines()
+    assert text[0] == "operator,stack,focus_index,z_step_um,pixel_size_um,mark_source"
+    assert text[1].startswith("ann,s1.tif,2,")
+    assert _rows(folder)[1]["operator"] == ""
+
+
+def test_undo_reverts_and_saves(folder):
+    session = AnnotationState.open_folder(folder)
+    session.mark(2)
+    session.mark(4)
+    assert session.undo() == 0
+    assert _rows(folder)[0]["focus_index"] == "2"
+    session.select(2)
+    assert session.undo() == 0 and session.current == 0  # undo shows the stack it touched
+    assert session.entries[0].focus_index is None
+    assert _rows(folder) == []
+    assert session.undo() is None and not session.can_undo
+
+
+def test_next_unmarked_wraps_and_ends(folder):
+    session = AnnotationState.open_folder(folder)
+    session.select(1)
+    session.mark(0)
+    assert session.next_unmarked() == 2
+    session.select(2)
+    assert session.next_unmarked() == 0  # wraps around
+    for pos in (0, 2):
+        session.select(pos)
+        session.mark(1)
+    assert session.next_unmarked() is None
+
+
+def test_suggestion_kept_in_memory_until_confirmed(folder):
+    session = AnnotationState.open_folder(folder)
+    with pytest.raises(ZFocusError, match="no suggestion"):
+        session.confirm_suggestion()
+    session.set_suggestion(3, "classic")
+    assert session.entry().state is StackState.SUGGESTED
+    assert not (folder / "annotations.csv").exists()
+    assert "suggested (classic): slice 3" in session.overlay_text(1)
+    session.confirm_suggestion()
+    assert session.entry().state is StackState.MARKED
+    assert _rows(folder)[0][MARK_SOURCE_COLUMN] == "suggestion:classic"
+    assert _rows(folder)[0]["focus_index"] == "3"
+
+
+def test_overlay_text_and_distance(folder):
+    session = AnnotationState.open_folder(folder)
+    session.opened(5, z_step_um=0.5, pixel_size_um=0.1)
+    assert session.distance_um(3) is None
+    session.mark(1)
+    assert session.distance_um(3) == pytest.approx(1.0)
+    assert session.overlay_text(3) == "marked: slice 1 | this slice: +1.0 um from focus"
+    assert session.overlay_text(0) == "marked: slice 1 | this slice: -0.5 um from focus"
+
+
+def test_sizes_metadata_defaults_and_edits(folder):
+    session = AnnotationState.open_folder(folder, default_z_step_um=2.0)
+    assert session.z_step() == 2.0  # unknown yet: default
+    session.opened(5, z_step_um=0.5, pixel_size_um=None)
+    assert session.z_step() == 0.5 and session.pixel_size() == 0.24
+    session.set_sizes(z_step_um=0.75)  # unmarked: nothing written
+    assert not (folder / "annotations.csv").exists()
+    session.mark(2)
+    session.set_sizes(pixel_size_um=0.3)  # marked: saved at once, undoable
+    assert _rows(folder)[0]["pixel_size_um"] == "0.3"
+    session.undo()
+    assert _rows(folder)[0]["pixel_size_um"] == "0.24"
+    with pytest.raises(ZFocusError, match="must be positive"):
+        session.set_sizes(z_step_um=0)
+
+
+def test_slice_out_of_range_refused(folder):
+    session = AnnotationState.open_folder(folder)
+    session.opened(5, 0.5, 0.1)
+    with pytest.raises(ZFocusError, match="outside the stack"):
+        session.mark(5)
+    assert not session.can_undo
+
+
+def test_discovery_skips_hidden_and_2d_and_groups_slice_folders(tmp_path):
+    _stack(tmp_path / "a.tif")
+    _stack(tmp_path / "sub" / "b.tiff")
+    (tmp_path / "slices").mkdir()
+    for i in range(3):
+        tifffile.imwrite(tmp_path / "slices" / f"z{i}.tif", np.zeros((4, 4), np.uint16))
+    tifffile.imwrite(tmp_path / "single.tif", np.zeros((4, 4), np.uint16))
+    _stack(tmp_path / ".a.tif.123.tmp.tif")
+    assert discover_stacks(tmp_path) == ["a.tif", "slices", "sub/b.tiff"]
+
+
+def test_rows_of_missing_stacks_are_kept(folder):
+    (folder / "annotations.csv").write_text(
+        "stack,focus_index,z_step_um,pixel_size_um\ngone.tif,4,1.0,0.2\n"
+    )
+    session = AnnotationState.open_folder(folder)
+    assert "gone.tif" in [e.name for e in session.entries]
+    session.select([e.name for e in session.entries].index("s1.tif"))
+    session.mark(0)
+    assert {r["stack"] for r in _rows(folder)} == {"gone.tif", "s1.tif"}
+
+
+def test_from_paths_keeps_rows_of_stacks_not_chosen(folder):
+    first = AnnotationState.open_folder(folder)
+    first.mark(1)  # s1.tif
+    session = AnnotationState.from_paths([folder / "s2.tif", folder / "s10.tif"])
+    assert session.root == folder.resolve()
+    assert [e.name for e in session.entries] == ["s2.tif", "s10.tif"]
+    session.mark(2)
+    assert {r["stack"]: r["focus_index"] for r in _rows(folder)} == {"s1.tif": "1", "s2.tif": "2"}
+
+
+def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ZFocusError, match="no z-stacks"):
+        AnnotationState.open_folder(tmp_path)
+    with pytest.raises(ZFocusError, match="not a folder"):
+        AnnotationState.open_folder(tmp_path / "nope")
+    with pytest.raises(ZFocusError, match="not inside"):
+        AnnotationState.from_paths([tmp_path / "x.tif"], root=tmp_path / "other")
+
+
+def test_suggest_slice_classic_and_model(tmp_path):
+    """Classic: the contrast dip of a simulated stack; model: the slice with z nearest 0."""
+    pytest.importorskip("torch")
+    from napari_zfocus.annotation.state import suggest_slice
+    from napari_zfocus.model.config import ModelConfig
+    from napari_zfocus.model.inference import Predictor
+    from napari_zfocus.model.io import save_model
+    from napari_zfocus.model.network import build_network
+    from napari_zfocus.simulation import SimulationParams, simulate_stack
+
+    sim = simulate_stack(SimulationParams(shape=(64, 64), n_slices=11, focus_index=5), seed=2)
+    path = tmp_path / "s.tif"
+    write_stack(path, sim.data, z_step_um=1.0, pixel_size_um=0.24)
+    classic = suggest_slice(path, "s.tif", 1.0, 0.24)
+    assert classic.source == "classic" and classic.name == "s.tif"
+    assert abs(classic.index - sim.focus_index) <= 2
+
+    config = ModelConfig(field_um=12, pixel_size_um=0.24, conv_features=(4, 8), fc_features=32)
+    save_model(tmp_path / "m.zfm", build_network(config), config)
+    predictor = Predictor.from_file(tmp_path / "m.zfm")
+    found = suggest_slice(path, "s.tif", 1.0, 0.24, predictor)
+    z = [p.z_um for p in predictor.predict_batch(sim.data.astype(np.float32), 0.24)]
+    assert found.source == "model"
+    assert found.index == int(np.argmin(np.abs(z)))
+
+
+def test_a_symlink_out_of_the_folder_is_refused_when_the_stack_is_opened(tmp_path):
+    import numpy as np
+
+    from napari_zfocus.annotation.state import AnnotationState
+    from napari_zfocus.data import write_stack
+    from napari_zfocus.errors import DatasetError
+
+    outside = tmp_path / "elsewhere.tif"
+    write_stack(outside, np.ones((3, 8, 8), np.uint16), z_step_um=1.0, pixel_size_um=0.24)
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    write_stack(folder / "inside.tif", np.ones((3, 8, 8), np.uint16), z_step_um=1.0,
+                pixel_size_um=0.24)
+    (folder / "link.tif").symlink_to(outside)
+    session = AnnotationState.open_folder(folder)
+    names = [e.name for e in session.entries]
+    assert session.stack_path(names.index("inside.tif")) == folder / "inside.tif"
+    with pytest.raises(DatasetError, match="outside"):
+        session.stack_path(names.index("link.tif"))
