@@ -36,9 +36,9 @@ def ensure_set(folder: Path, n_stacks: int, seed: int) -> Path:
     from napari_zfocus.data import read_dataset
     from napari_zfocus.simulation import simulate_dataset
 
-    if (folder / "annotations.csv").is_file():
-        if len(read_dataset(folder, check_stacks=False).annotations) == n_stacks:
-            return folder
+    csv = folder / "annotations.csv"
+    if csv.is_file() and len(read_dataset(folder, check_stacks=False).annotations) == n_stacks:
+        return folder
     t = time.perf_counter()
     simulate_dataset(folder, n_stacks, seed=seed, overwrite=True)
     print(f"simulated {n_stacks} stacks into {folder} in {time.perf_counter() - t:.0f} s",

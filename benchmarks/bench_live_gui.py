@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measurement time")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
-    parser.add_argument("--model", type=Path, default=None, help="model file (default: untrained paper CNN)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="model file (default: untrained paper CNN)"
+    )
     parser.add_argument("--max-fps", type=float, default=None, help="frame-rate cap of the loop")
     parser.add_argument("--no-autofocus", action="store_true", help="estimate only, never move")
     args = parser.parse_args(argv)
@@ -141,14 +143,18 @@ def main(argv: list[str] | None = None) -> int:
         "gui_updates_per_s": round(shown / wall, 1),
         "dropped": loop.slot.n_dropped - d0,
         "latency_ms_mean": round(1e3 * float(np.mean(latencies)), 1) if latencies else None,
-        "latency_ms_p95": round(1e3 * float(np.percentile(latencies, 95)), 1) if latencies else None,
+        "latency_ms_p95": (
+            round(1e3 * float(np.percentile(latencies, 95)), 1) if latencies else None
+        ),
         "processing_ms": round(widget.last_stats.processing_ms, 2) if widget.last_stats else None,
         "autofocus": not args.no_autofocus,
         "moves": controller.summary()["moves"],
         "median_true_defocus_um": round(float(np.median(true_err)), 2) if true_err else None,
         "model": str(args.model) if args.model else "untrained paper CNN",
         "cpu_count": os.cpu_count(),
-        "cpu_per_thread": {k: v for k, v in sorted(busy.items(), key=lambda kv: -kv[1]) if v >= 0.01},
+        "cpu_per_thread": {
+            k: v for k, v in sorted(busy.items(), key=lambda kv: -kv[1]) if v >= 0.01
+        },
     }
     print(json.dumps(result))
     viewer.close()

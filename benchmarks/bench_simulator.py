@@ -59,8 +59,10 @@ def main() -> None:
     for n_cells in args.cells:
         params = SimulationParams(n_cells=n_cells, optics=optics)
         seeds = iter(range(10_000))
-        med, times, cpu = median_time(lambda: simulate_stack(params, seed=next(seeds)),
-                                      args.repeats)
+        med, times, cpu = median_time(
+            lambda params=params, seeds=seeds: simulate_stack(params, seed=next(seeds)),
+            args.repeats,
+        )
         print(f"simulate_stack 31x320x320, {n_cells:.0f} cells: median {med:.2f} s per stack, "
               f"CPU {cpu:.2f} s (runs: {', '.join(f'{t:.2f}' for t in times)})")
 
@@ -69,8 +71,11 @@ def main() -> None:
     z = np.arange(-25, 25.001, 0.25)
     for k in sorted({args.source_points, 8}):
         renderer = OpticalRenderer(dataclasses.replace(optics, n_source_points=k))
-        med, _, cpu = median_time(lambda: renderer.render(scene, z), max(1, args.repeats // 2))
-        print(f"OpticalRenderer.render {len(z)} planes of 256x256, {k} source points: median {med:.2f} s "
+        med, _, cpu = median_time(
+            lambda renderer=renderer: renderer.render(scene, z), max(1, args.repeats // 2)
+        )
+        print(f"OpticalRenderer.render {len(z)} planes of 256x256, {k} source points: "
+              f"median {med:.2f} s "
               f"({len(z) / med:.0f} planes/s), CPU {cpu:.2f} s")
 
 

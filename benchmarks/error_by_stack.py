@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     cols = [k for k in ("n_cells", "ceiling_fraction", "condenser_na", "photons") if k in rows[0]]
     print("stack            within1  slope  intercept  " + "  ".join(cols))
     for r in sorted(rows, key=lambda r: r["within_1um"]):
-        print(f"{r['stack']:16s} {r['within_1um']:7.2f} {r['slope']:6.3f} {r['intercept_um']:+9.2f}  "
+        print(f"{r['stack']:16s} {r['within_1um']:7.2f} {r['slope']:6.3f} "
+              f"{r['intercept_um']:+9.2f}  "
               + "  ".join(f"{r[c]:>{len(c)}}" for c in cols))
     print("correlation of the slope with: "
           + ", ".join(f"{k} {v:+.2f}" for k, v in sorted(corr.items())))

@@ -271,7 +271,8 @@ def run_one(spec: RunSpec, seed: int, train_set: Any, test_set: Any, settings: S
     result = evaluate(predictor, test_set)
     eval_s = time.perf_counter() - t1
     pi = result.per_image
-    stopped_by = "steps" if settings.steps is not None and last.step >= settings.steps else "minutes"
+    by_steps = settings.steps is not None and last.step >= settings.steps
+    stopped_by = "steps" if by_steps else "minutes"
     record = {
         "name": name,
         "setting": spec.name,
@@ -520,7 +521,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[StudySettings, list[s
     p.add_argument("--n-train", type=int, default=None, help="simulated training stacks (300)")
     p.add_argument("--n-test", type=int, default=None, help="simulated test stacks (30)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default all cores)")
-    p.add_argument("--quick", action="store_true", help="tiny setting: a smoke test of about a minute")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny setting: a smoke test of about a minute")
     p.add_argument("--force", action="store_true", help="retrain runs that have results")
     args = p.parse_args(argv)
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from _scripts import benchmark_script
 from _tiny import write_noise_dataset, write_untrained_model
 

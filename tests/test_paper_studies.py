@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from _scripts import benchmark_script
 
+from _scripts import benchmark_script
 from napari_zfocus.errors import ZFocusError
 
 

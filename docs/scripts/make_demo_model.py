@@ -17,7 +17,8 @@ import torch
 
 from napari_zfocus.model.io import load_model, save_model
 
-DEMO = Path(__file__).resolve().parents[2] / "src" / "napari_zfocus" / "resources" / "demo_model.zfm"
+DEMO = (Path(__file__).resolve().parents[2]
+        / "src" / "napari_zfocus" / "resources" / "demo_model.zfm")
 
 
 def main() -> None:

@@ -42,7 +42,8 @@ def small_model(minutes: float = 10.0) -> Path:
     data = CACHE / "train"
     if not (data / "annotations.csv").exists():
         print("simulating training stacks...", flush=True)
-        simulate_dataset(data, 24, seed=3, params=SimulationParams(shape=(160, 160)), overwrite=True)
+        simulate_dataset(data, 24, seed=3, params=SimulationParams(shape=(160, 160)),
+                         overwrite=True)
     config = ModelConfig(field_um=30.0, pixel_size_um=0.48, z_min_um=-15.0, z_max_um=15.0,
                          conv_features=(16, 32), fc_features=128)
     tc = TrainConfig(out=model, minutes=minutes, batch=32, lr=1e-3, validation_every=200)
@@ -58,7 +59,8 @@ def test_set() -> Path:
 
     folder = CACHE / "test"
     if not (folder / "annotations.csv").exists():
-        simulate_dataset(folder, 6, seed=99, params=SimulationParams(shape=(160, 160)), overwrite=True)
+        simulate_dataset(folder, 6, seed=99, params=SimulationParams(shape=(160, 160)),
+                         overwrite=True)
     return folder
 
 

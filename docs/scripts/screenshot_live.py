@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from screenshot_inspection import ROOT, small_model, wait  # noqa: E402
+from screenshot_inspection import ROOT, small_model, wait
 
 OUT = ROOT / "docs" / "images" / "live.png"
 

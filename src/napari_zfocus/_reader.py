@@ -55,7 +55,9 @@ def read_stack_layers(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
         return [stack_layer_data(read_stack(path))]
     # Several same-shape series (stage positions): one layer each, named by series.
     name = _layer_name(Path(path))
-    return [stack_layer_data(read_stack(path, series=i), name=f"{name} [series {i}]") for i in series]
+    return [
+        stack_layer_data(read_stack(path, series=i), name=f"{name} [series {i}]") for i in series
+    ]
 
 
 def stack_layer_data(stack: ZStack, name: str | None = None) -> LayerData:

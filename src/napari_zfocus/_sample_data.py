@@ -18,8 +18,16 @@ SAMPLE_SET = "annotated_set"
 
 
 def sample_data_dir() -> Path:
-    """Folder holding the shipped sample data (works for editable and wheel installs)."""
-    return Path(str(resources.files("napari_zfocus").joinpath("sample_data")))
+    """Folder holding the shipped sample data.
+
+    A wheel carries it inside the package (``napari_zfocus/sample_data``, copied there at
+    build time); an editable install or a source checkout reads the repository's top-level
+    ``sample_data/`` (no symlink, so Windows checkouts work too).
+    """
+    packaged = Path(str(resources.files("napari_zfocus").joinpath("sample_data")))
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "sample_data"
 
 
 def _stack_layer(path: Path, name: str, **metadata) -> tuple:

@@ -132,7 +132,8 @@ def inside_folder(folder: str | os.PathLike[str], relative: str, name: str) -> P
     """
     root = Path(folder).resolve()
     rel = Path(relative)
-    if rel.is_absolute() or relative.startswith(("/", "\\")) or (len(relative) > 1 and relative[1] == ":"):
+    drive = len(relative) > 1 and relative[1] == ":"
+    if rel.is_absolute() or relative.startswith(("/", "\\")) or drive:
         raise ZFocusError(f"{name}: {relative!r} must be a path relative to {folder}")
     target = (root / rel).resolve()
     if target != root and root not in target.parents:

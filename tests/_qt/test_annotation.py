@@ -15,7 +15,7 @@ from napari_zfocus.simulation import SimulationParams, simulate_dataset
 
 pytest.importorskip("napari")
 
-from napari_zfocus._qt.annotation_widget import AnnotationWidget  # noqa: E402
+from napari_zfocus._qt.annotation_widget import AnnotationWidget
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,9 @@ def test_use_image_layers_writes_a_dataset(make_napari_viewer, qtbot, tmp_path):
     widget.shutdown()
 
 
-def test_bad_folder_shows_error_and_widget_stays_usable(make_napari_viewer, qtbot, tmp_path, folder):
+def test_bad_folder_shows_error_and_widget_stays_usable(
+    make_napari_viewer, qtbot, tmp_path, folder
+):
     widget = _widget(make_napari_viewer, qtbot)
     assert not widget.open_folder(tmp_path / "missing")
     assert widget.session is None

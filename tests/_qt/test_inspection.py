@@ -19,8 +19,10 @@ N_BINS = 41
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     config = ModelConfig(field_um=12, pixel_size_um=0.24, conv_features=(4, 8), fc_features=32)
-    meta = {"training": {"steps": 7, "train_stacks": 3, "val_stacks": ["a.tif"], "validation": {"median_abs_error_um": 1.5}}}
-    return save_model(tmp_path_factory.mktemp("model") / "tiny.zfm", build_network(config), config, meta)
+    meta = {"training": {"steps": 7, "train_stacks": 3, "val_stacks": ["a.tif"],
+                         "validation": {"median_abs_error_um": 1.5}}}
+    path = tmp_path_factory.mktemp("model") / "tiny.zfm"
+    return save_model(path, build_network(config), config, meta)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,8 @@ def _idle() -> bool:
 def test_predict_displayed_slice_and_follow_z(make_napari_viewer, qtbot, tiny_model):
     viewer = make_napari_viewer()
     rng = np.random.default_rng(1)
-    viewer.add_image(rng.random((4, 60, 60)).astype(np.float32), name="stack", scale=(1.0, 0.24, 0.24))
+    image = rng.random((4, 60, 60)).astype(np.float32)
+    viewer.add_image(image, name="stack", scale=(1.0, 0.24, 0.24))
     widget = InspectionWidget(viewer, model_path=tiny_model)
     viewer.window.add_dock_widget(widget)
     assert "12 um at 0.24 um/px" in widget.model_info.toPlainText()
@@ -104,7 +107,9 @@ def test_focus_map_layers_are_aligned_with_image(make_napari_viewer, qtbot, tiny
     qtbot.waitUntil(_idle, timeout=30000)
 
 
-def test_evaluation_confusion_matrix_and_export(make_napari_viewer, qtbot, tiny_model, tiny_dataset, tmp_path):
+def test_evaluation_confusion_matrix_and_export(
+    make_napari_viewer, qtbot, tiny_model, tiny_dataset, tmp_path
+):
     viewer = make_napari_viewer()
     widget = InspectionWidget(viewer, model_path=tiny_model)
     widget.dataset_path.setText(str(tiny_dataset))
@@ -118,7 +123,8 @@ def test_evaluation_confusion_matrix_and_export(make_napari_viewer, qtbot, tiny_
     rows = result.confusion.sum(axis=1)
     np.testing.assert_allclose(rows[rows > 0], 1.0)  # P(predicted | true) per true bin
     assert widget.metrics.columnCount() >= 7
-    methods = [widget.metrics.verticalHeaderItem(r).text() for r in range(widget.metrics.rowCount())]
+    table = widget.metrics
+    methods = [table.verticalHeaderItem(r).text() for r in range(table.rowCount())]
     assert methods[:2] == ["CNN", "CNN argmax"] and len(methods) > 2  # baselines beside the CNN
     assert widget.metrics.item(0, 0).text() == "14"
     assert widget.metrics.item(len(methods) - 1, 0).text() == "14"
@@ -169,7 +175,9 @@ def test_bad_input_is_notified_and_widget_stays_usable(
     qtbot.waitUntil(_idle, timeout=30000)
 
 
-def test_closing_viewer_during_evaluation_leaves_no_thread(make_napari_viewer, qtbot, tiny_model, tiny_dataset):
+def test_closing_viewer_during_evaluation_leaves_no_thread(
+    make_napari_viewer, qtbot, tiny_model, tiny_dataset
+):
     viewer = make_napari_viewer()
     widget = InspectionWidget(viewer, model_path=tiny_model)
     viewer.window.add_dock_widget(widget)

@@ -10,10 +10,10 @@ import math
 
 import pytest
 from _live_fakes import TruthPredictor
-from _stage_fakes import ObedientMicroscope, Prediction, ScriptPredictor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _stage_fakes import ObedientMicroscope, Prediction, ScriptPredictor
 from napari_zfocus._qt.live_widget import LiveAutofocusWidget
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.live.controller import FocusController

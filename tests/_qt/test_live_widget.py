@@ -25,7 +25,9 @@ from napari_zfocus.model.network import build_network
 @pytest.fixture
 def scope() -> SimulatedMicroscope:
     """Small, fast simulated microscope; the stage starts 5 um below the sample's focus."""
-    s = SimulatedMicroscopeSettings(shape=(64, 64), start_z_um=0.0, plane_range_um=10.0, plane_step_um=0.5)
+    s = SimulatedMicroscopeSettings(
+        shape=(64, 64), start_z_um=0.0, plane_range_um=10.0, plane_step_um=0.5
+    )
     m = SimulatedMicroscope(s, renderer=PatternRenderer((64, 64), n_cells=6), clock=SimClock())
     m.move_z_to(-5.0)
     yield m
@@ -50,7 +52,9 @@ def test_live_view_with_model_file_updates_one_layer(make_napari_viewer, qtbot, 
     widget.start_button.click()
     assert widget.is_live and widget.start_button.text() == "Stop live"
     qtbot.waitUntil(lambda: widget.loop is not None and widget.loop.frames >= 10, timeout=30000)
-    qtbot.waitUntil(lambda: widget.last_output is not None and widget.last_stats is not None, timeout=30000)
+    qtbot.waitUntil(
+        lambda: widget.last_output is not None and widget.last_stats is not None, timeout=30000
+    )
     # One layer, updated in place, same shape as the camera frames.
     live_layers = [layer for layer in viewer.layers if layer.name.startswith(LAYER_NAME)]
     assert len(live_layers) == 1
@@ -85,7 +89,8 @@ def test_lock_and_autofocus_move_stage_to_sample(make_napari_viewer, qtbot, scop
     widget.autofocus_box.setChecked(True)
     qtbot.waitUntil(lambda: abs(scope.true_defocus_um()) <= 0.6, timeout=30000)
     assert scope.get_z() > -1.0  # moved up by ~5 um
-    assert widget.live.controller.counts["moved"] + widget.live.controller.counts["moved_clamped"] >= 2
+    counts = widget.live.controller.counts
+    assert counts["moved"] + counts["moved_clamped"] >= 2
     # A max step of 3 um means at least two moves for 5 um.
     assert widget.live.controller.max_abs_move_um <= 3.0 + 1e-9
     widget.trace.refresh()
@@ -94,7 +99,9 @@ def test_lock_and_autofocus_move_stage_to_sample(make_napari_viewer, qtbot, scop
     qtbot.waitUntil(lambda: _no_workers(widget), timeout=30000)
 
 
-def test_settings_validation_and_decision_log(make_napari_viewer, qtbot, scope, tmp_path, monkeypatch):
+def test_settings_validation_and_decision_log(
+    make_napari_viewer, qtbot, scope, tmp_path, monkeypatch
+):
     errors: list[str] = []
     monkeypatch.setattr("napari_zfocus._qt.live_widget.show_error", errors.append)
     viewer = make_napari_viewer()
@@ -156,7 +163,9 @@ def test_live_over_pymmcore_core(make_napari_viewer, qtbot, scope):
         assert isinstance(widget.microscope, MMCoreMicroscope)
         widget.set_predictor(TruthPredictor(scope))
         widget.start_live()
-        qtbot.waitUntil(lambda: widget.last_output is not None and widget.loop.frames > 5, timeout=30000)
+        qtbot.waitUntil(
+            lambda: widget.last_output is not None and widget.loop.frames > 5, timeout=30000
+        )
         assert core.isSequenceRunning()
         widget.stop_live()
         # Stopping releases the camera (polled: on a busy machine the loop thread may need

@@ -12,11 +12,11 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("torch")
 
-from napari_zfocus._qt.training_widget import TrainingWidget  # noqa: E402
-from napari_zfocus.model.config import ModelConfig  # noqa: E402
-from napari_zfocus.simulation import SimulationParams, simulate_dataset  # noqa: E402
-from napari_zfocus.training.loop import TrainConfig  # noqa: E402
-from napari_zfocus.training.run_state import RunState  # noqa: E402
+from napari_zfocus._qt.training_widget import TrainingWidget
+from napari_zfocus.model.config import ModelConfig
+from napari_zfocus.simulation import SimulationParams, simulate_dataset
+from napari_zfocus.training.loop import TrainConfig
+from napari_zfocus.training.run_state import RunState
 
 TINY = dict(field_um=12, pixel_size_um=0.24, conv_features=(4, 8), fc_features=32)
 
@@ -103,7 +103,9 @@ def test_stop_saves_a_loadable_checkpoint_and_resume(make_napari_viewer, qtbot, 
     assert widget.run.history.steps[0] == 1
 
 
-def test_bad_settings_show_error_and_widget_can_start_again(make_napari_viewer, qtbot, dataset, tmp_path):
+def test_bad_settings_show_error_and_widget_can_start_again(
+    make_napari_viewer, qtbot, dataset, tmp_path
+):
     widget = _widget(make_napari_viewer, dataset)
     widget.dataset_edit.setText(str(tmp_path))  # no annotations.csv
     assert not widget.start()
@@ -191,7 +193,6 @@ def test_fresh_start_onto_a_model_asks_and_no_starts_nothing(
     make_napari_viewer, qtbot, dataset, tmp_path, monkeypatch
 ):
     from _tiny import write_untrained_model
-
     from napari_zfocus._qt import training_widget as training
 
     out = write_untrained_model(tmp_path / "m.zfm")

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from _tiny import write_noise_dataset, write_untrained_model
 
+from _tiny import write_noise_dataset, write_untrained_model
 from napari_zfocus.cli import main
 
 

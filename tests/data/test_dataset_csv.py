@@ -84,7 +84,9 @@ def test_all_bad_rows_are_reported_with_line_numbers(folder: Path) -> None:
     assert "focus_index must be an integer >= 0, got 'two'" in by_line[5]
     assert "duplicate stack 'a.tif' (first on line 2)" in by_line[6]
     assert "z_step_um must be a positive number of um within 0.01..100, got 'nan'" in by_line[7]
-    assert "pixel_size_um must be a positive number of um within 0.01..100, got '-0.2'" in by_line[8]
+    assert (
+        "pixel_size_um must be a positive number of um within 0.01..100, got '-0.2'" in by_line[8]
+    )
     assert "flat.tif: is a single 2-D image" in by_line[9]
     assert "expected 4 fields, got 3" in by_line[10]
     assert "focus_index must be an integer >= 0, got '-1'" in by_line[11]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _tiny import TINY
 
+from _tiny import TINY
 from napari_zfocus.inspection.baselines import (
     fit_profile_mapping,
     iqa_profile_predict,

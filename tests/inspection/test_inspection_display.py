@@ -36,9 +36,11 @@ def _focus_map(rows=2, cols=3, tile=50, stride=40, px=0.5) -> FocusMap:
 def test_describe_model_lists_geometry_training_and_validation() -> None:
     config = ModelConfig(field_um=12, pixel_size_um=0.24, conv_features=(4, 8), fc_features=32)
     meta = {"training": {"steps": 12, "train_stacks": 5, "val_stacks": ["a", "b"], "elapsed_s": 90,
-                         "device": "cpu", "validation": {"median_abs_error_um": 0.71, "within_1um": 0.6}},
+                         "device": "cpu",
+                         "validation": {"median_abs_error_um": 0.71, "within_1um": 0.6}},
             "note": "hello"}
-    rows = dict(describe_model(config, meta, {"created_utc": "2026-11-23", "napari_zfocus_version": "0.1"}))
+    info = {"created_utc": "2026-11-23", "napari_zfocus_version": "0.1"}
+    rows = dict(describe_model(config, meta, info))
     assert rows["field"] == "12 um at 0.24 um/px (50 px)"
     assert rows["z bins"].startswith("41 x 1 um")
     assert "12 steps" in rows["training"] and "2 validation stacks" in rows["training"]

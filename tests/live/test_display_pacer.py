@@ -64,7 +64,10 @@ def test_due_and_reset() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"budget": 0.0}, {"budget": 1.5}, {"min_rate_hz": 0.0}, {"min_rate_hz": 70.0}, {"smoothing": 0.0}],
+    [
+        {"budget": 0.0}, {"budget": 1.5}, {"min_rate_hz": 0.0}, {"min_rate_hz": 70.0},
+        {"smoothing": 0.0},
+    ],
 )
 def test_bad_settings_are_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError):

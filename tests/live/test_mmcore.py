@@ -10,23 +10,23 @@ import pytest
 
 pytest.importorskip("pymmcore_plus")
 
-from napari_zfocus.errors import ZFocusError  # noqa: E402
-from napari_zfocus.live.controller import ControllerSettings, FocusController  # noqa: E402
-from napari_zfocus.live.drift import DriftSettings, ThermalDrift  # noqa: E402
-from napari_zfocus.live.microscope import (  # noqa: E402
+from napari_zfocus.errors import ZFocusError
+from napari_zfocus.live.controller import ControllerSettings, FocusController
+from napari_zfocus.live.drift import DriftSettings, ThermalDrift
+from napari_zfocus.live.microscope import (
     CameraError,
     Microscope,
     StageError,
     stream_frames,
 )
-from napari_zfocus.live.mmcore import (  # noqa: E402
+from napari_zfocus.live.mmcore import (
     CAMERA_LABEL,
     STAGE_LABEL,
     MMCoreMicroscope,
     make_simulated_mmcore,
 )
-from napari_zfocus.live.scenes import PatternRenderer  # noqa: E402
-from napari_zfocus.live.simulated_microscope import (  # noqa: E402
+from napari_zfocus.live.scenes import PatternRenderer
+from napari_zfocus.live.simulated_microscope import (
     SimClock,
     SimulatedMicroscope,
     SimulatedMicroscopeSettings,

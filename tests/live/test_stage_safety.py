@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 
-from _stage_fakes import ObedientMicroscope, Prediction, ScriptPredictor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _stage_fakes import ObedientMicroscope, Prediction, ScriptPredictor
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.live.controller import (
     MOVED,

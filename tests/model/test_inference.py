@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import TINY
 
+from _tiny import TINY
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.inference import FocusMap, Prediction, Predictor

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from _model_files import read_raw, rewrite_model, write_v1_model
-from _tiny import TINY
 from safetensors.torch import save_file
 
+from _model_files import read_raw, rewrite_model, write_v1_model
+from _tiny import TINY
 from napari_zfocus.errors import ModelFileError
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.io import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _tiny import TINY
 
+from _tiny import TINY
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.preprocess import (

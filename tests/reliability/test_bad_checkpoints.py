@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 from _reliability import Snapshot, assert_refused, run_cli
-from _tiny import write_noise_dataset
 
+from _tiny import write_noise_dataset
 from napari_zfocus.errors import ModelFileError, ZFocusError
 from napari_zfocus.training.checkpoint import CHECKPOINT_VERSION, load_checkpoint
 from napari_zfocus.training.loop import TrainConfig

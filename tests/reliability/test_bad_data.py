@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import tifffile
 from _reliability import Snapshot, assert_refused, run_cli
-from _tiny import write_noise_dataset, write_untrained_model
 
+from _tiny import write_noise_dataset, write_untrained_model
 from napari_zfocus.errors import StackError
 
 HEADER = "stack,focus_index,z_step_um,pixel_size_um\n"

@@ -24,11 +24,11 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from _model_files import read_raw, rewrite_model, write_v1_model
 from _reliability import Snapshot, assert_refused, run_cli
-from _tiny import TINY, write_noise_dataset
 from safetensors.torch import save_file
 
+from _model_files import read_raw, rewrite_model, write_v1_model
+from _tiny import TINY, write_noise_dataset
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.device import check_device, resolve_device

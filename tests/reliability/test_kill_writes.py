@@ -27,7 +27,6 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork and SIGKIL
 torch = pytest.importorskip("torch")
 
 from _tiny import TINY
-
 from napari_zfocus.data import Annotation, read_dataset, write_annotations
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.io import load_model, save_model

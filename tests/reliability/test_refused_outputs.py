@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from _reliability import Snapshot, assert_refused, run_cli
+
 from _tiny import write_noise_dataset, write_untrained_model
 
 #: A 32 um field at 1 um/px: the smallest network the train flags can ask for.

@@ -27,7 +27,7 @@ def test_shape_dtype_and_defocus_axis(small_params):
     np.testing.assert_allclose(sim.z_um, (np.arange(31) - sim.focus_index) * 1.0)
     assert sim.z_um[sim.focus_index] == 0.0
     # Camera offset + background well inside the 16-bit range, not clipped.
-    assert 100 < sim.data.min() and sim.data.max() < 65535
+    assert sim.data.min() > 100 and sim.data.max() < 65535
 
 
 def test_focus_index_varies_around_the_middle(small_params):
@@ -94,7 +94,7 @@ def test_grow_step_is_the_live_simulators_scene_update_interval():
     from napari_zfocus.live.simulated_microscope import SimulatedMicroscopeSettings
     from napari_zfocus.simulation.stack import GROW_STEP_H
 
-    assert GROW_STEP_H * 3600.0 == pytest.approx(SimulatedMicroscopeSettings().rerender_every_s)
+    assert pytest.approx(SimulatedMicroscopeSettings().rerender_every_s) == GROW_STEP_H * 3600.0
 
 
 @pytest.mark.parametrize(

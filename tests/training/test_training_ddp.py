@@ -26,7 +26,8 @@ def test_torchrun_two_cpu_processes(tmp_path):
     env = dict(os.environ, ZFOCUS_NO_TCMALLOC="1", OMP_NUM_THREADS="1")
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "napari_zfocus.cli", "train", str(ds), "--out", str(out),
+        "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+        "-m", "napari_zfocus.cli", "train", str(ds), "--out", str(out),
         "--steps", "4", "--batch", "4", "--pixel-size-um", "1", "--field-um", "32",
         "--z-range", "-5", "5", "--val-fraction", "0.25", "--no-progress", "--json",
     ]

@@ -4,9 +4,10 @@ Plots are embedded with ``FigureCanvasQTAgg`` and styled like napari's dark them
 never redraw more often than they must: artists are created once and only their data
 change, and :meth:`PlotCanvas.request_draw` rate-limits the (expensive) redraw so a fast
 stream of updates cannot starve the GUI thread (the live dock, which follows a camera,
-uses the cheaper QPainter plots of :mod:`napari_zfocus._qt._live_plots`). The limit adapts to the machine: a redraw
-that took ``d`` seconds is not repeated for ``DUTY_FACTOR * d`` seconds, so plots use at
-most ~1/DUTY_FACTOR of the GUI thread even when drawing is slow (a loaded CPU).
+uses the cheaper QPainter plots of :mod:`napari_zfocus._qt._live_plots`). The limit adapts
+to the machine: a redraw that took ``d`` seconds is not repeated for ``DUTY_FACTOR * d``
+seconds, so plots use at most ~1/DUTY_FACTOR of the GUI thread even when drawing is slow
+(a loaded CPU).
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class SoftmaxBars:
             self.ax.set_xlim(centres[0] - width, centres[-1] + width)
             self._centres = centres
         else:
-            for bar, h in zip(self._bars, probs):
+            for bar, h in zip(self._bars, probs, strict=True):
                 bar.set_height(h)
         if self.autoscale:
             top = float(probs.max()) if probs.size else 1.0

@@ -76,7 +76,8 @@ class LivePlot(QWidget):
     def plot_rect(self) -> QRectF:
         """The data area inside the margins, in widget pixels."""
         left, top, right, bottom = MARGINS
-        return QRectF(left, top, max(1, self.width() - left - right), max(1, self.height() - top - bottom))
+        width = max(1, self.width() - left - right)
+        return QRectF(left, top, width, max(1, self.height() - top - bottom))
 
     def to_px(self, x: np.ndarray, y: np.ndarray, rect: QRectF) -> tuple[np.ndarray, np.ndarray]:
         """Data coordinates to widget pixels."""
@@ -109,7 +110,11 @@ class LivePlot(QWidget):
             painter.setPen(grid)
             painter.drawLine(QPointF(x, rect.top()), QPointF(x, rect.bottom()))
             painter.setPen(text)
-            painter.drawText(QRectF(x - 20, rect.bottom() + 1, 40, 11), Qt.AlignmentFlag.AlignCenter, _tick_text(value))
+            painter.drawText(
+                QRectF(x - 20, rect.bottom() + 1, 40, 11),
+                Qt.AlignmentFlag.AlignCenter,
+                _tick_text(value),
+            )
         for value, y in zip(ys, py, strict=True):
             painter.setPen(grid)
             painter.drawLine(QPointF(rect.left(), y), QPointF(rect.right(), y))
@@ -121,7 +126,9 @@ class LivePlot(QWidget):
             )
         painter.setPen(text)
         painter.drawText(
-            QRectF(rect.left(), rect.bottom() + 12, rect.width(), 12), Qt.AlignmentFlag.AlignCenter, self.xlabel
+            QRectF(rect.left(), rect.bottom() + 12, rect.width(), 12),
+            Qt.AlignmentFlag.AlignCenter,
+            self.xlabel,
         )
         painter.setPen(QPen(QColor(GRID)))
         painter.drawRect(rect)
@@ -202,7 +209,7 @@ class TraceView(LivePlot):
     def append(self, t: float, *values: float) -> None:
         """Add one sample (NaN values leave a gap)."""
         self.t.append(float(t))
-        for store, v in zip(self.values, values):
+        for store, v in zip(self.values, values, strict=True):
             store.append(float(v))
 
     def clear(self) -> None:
@@ -262,7 +269,9 @@ class TraceView(LivePlot):
         t, values = self._history
         if t.size < 2:
             return
-        styles = (Qt.PenStyle.SolidLine, Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine)
+        styles = (
+            Qt.PenStyle.SolidLine, Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine
+        )
         # More points than pixels only costs time: keep about two per pixel column.
         step = max(1, int(t.size // max(1.0, 2 * rect.width())))
         for i, v in enumerate(values):
@@ -276,6 +285,5 @@ class TraceView(LivePlot):
             edges = np.flatnonzero(np.diff(np.concatenate([[False], ok, [False]]).astype(np.int8)))
             for start, stop in zip(edges[::2], edges[1::2], strict=True):
                 if stop - start >= 2:
-                    painter.drawPolyline(
-                        QPolygonF([QPointF(a, b) for a, b in zip(px[start:stop], py[start:stop], strict=True)])
-                    )
+                    points = zip(px[start:stop], py[start:stop], strict=True)
+                    painter.drawPolyline(QPolygonF([QPointF(a, b) for a, b in points]))

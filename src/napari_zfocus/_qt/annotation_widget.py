@@ -17,6 +17,7 @@ wheel       scroll through z (option; napari's Ctrl+wheel and arrow keys work to
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -505,10 +506,13 @@ class AnnotationWidget(QWidget):
             return
         position = names.index(result.name)
         session.set_suggestion(result.index, result.source, position)
-        if position == session.current and session.entries[position].focus_index is None:
-            if self.current_slice() == self._slice_at_open:
-                self.go_to_slice(result.index)
-                self._slice_at_open = self.current_slice()
+        if (
+            position == session.current
+            and session.entries[position].focus_index is None
+            and self.current_slice() == self._slice_at_open
+        ):
+            self.go_to_slice(result.index)
+            self._slice_at_open = self.current_slice()
         self._refresh_all()
         self._suggest_ahead()
 
@@ -671,10 +675,8 @@ class AnnotationWidget(QWidget):
         # SliceSuggestion/model workers take about a second; wait so no thread outlives the viewer.
         QThreadPool.globalInstance().waitForDone(timeout_ms)
         self._unbind_keys()
-        try:
+        with contextlib.suppress(RuntimeError, TypeError, ValueError):
             self.viewer.dims.events.current_step.disconnect(self._on_slice_changed)
-        except (RuntimeError, TypeError, ValueError):
-            pass
         if self._on_wheel in self.viewer.mouse_wheel_callbacks:
             self.viewer.mouse_wheel_callbacks.remove(self._on_wheel)
         self._camera.mouse_zoom = self._zoom_before

@@ -16,6 +16,7 @@ data in and results out (layers are touched in the main thread's handlers).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -308,7 +309,9 @@ class InspectionWidget(QWidget):
     # -- model -------------------------------------------------------------------------------
 
     def _choose_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "zfocus models (*.zfm);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load model", "", "zfocus models (*.zfm);;All files (*)"
+        )
         if path:
             self.load_model(path)
 
@@ -360,7 +363,8 @@ class InspectionWidget(QWidget):
         if self._closed:
             return
         layer = getattr(event, "value", None)
-        if layer is not None and layer.name in [self.layer_combo.itemText(i) for i in range(self.layer_combo.count())]:
+        names = [self.layer_combo.itemText(i) for i in range(self.layer_combo.count())]
+        if layer is not None and layer.name in names:
             self.layer_combo.setCurrentText(layer.name)
 
     def current_layer(self) -> Any:
@@ -432,7 +436,11 @@ class InspectionWidget(QWidget):
     def _on_step(self, *_: Any) -> None:
         if self._closed:
             return
-        if self.follow_box.isChecked() and self.predictor is not None and self.current_layer() is not None:
+        if (
+            self.follow_box.isChecked()
+            and self.predictor is not None
+            and self.current_layer() is not None
+        ):
             self.predict_current()
 
     def _on_prediction(self, pred: Any) -> None:
@@ -515,7 +523,8 @@ class InspectionWidget(QWidget):
         self.layer_combo.setCurrentText(name)
         rows, cols = fmap.shape
         self.tile_label.setText(
-            f"{rows} x {cols} tiles; z {np.nanmin(fmap.z_um):+.1f} .. {np.nanmax(fmap.z_um):+.1f} um. "
+            f"{rows} x {cols} tiles; "
+            f"z {np.nanmin(fmap.z_um):+.1f} .. {np.nanmax(fmap.z_um):+.1f} um. "
             "Hover a tile to see its softmax."
         )
 
@@ -543,7 +552,8 @@ class InspectionWidget(QWidget):
         self.softmax_canvas.request_draw(0.05)
         flag = ", BIMODAL" if fmap.bimodal[i, j] else ""
         self.tile_label.setText(
-            f"tile ({i}, {j}): z {fmap.z_um[i, j]:+.2f} um, confidence {fmap.confidence[i, j]:.2f}{flag}"
+            f"tile ({i}, {j}): z {fmap.z_um[i, j]:+.2f} um, "
+            f"confidence {fmap.confidence[i, j]:.2f}{flag}"
         )
         return idx
 
@@ -711,10 +721,8 @@ class InspectionWidget(QWidget):
             if mouse in viewer.mouse_move_callbacks:
                 viewer.mouse_move_callbacks.remove(mouse)
             for emitter, callback in hooks:
-                try:
+                with contextlib.suppress(RuntimeError, TypeError, ValueError):
                     emitter.disconnect(callback)
-                except (RuntimeError, TypeError, ValueError):
-                    pass
 
         return teardown
 

@@ -12,6 +12,7 @@ loop thread with :meth:`LiveLoop.submit`, so only one thread ever touches the co
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import deque
@@ -99,7 +100,9 @@ def load_mm_config(path: str) -> Any:
     return MMCoreMicroscope(load_mmcore(path))
 
 
-def _spin(lo: float, hi: float, value: float, step: float, decimals: int = 2, suffix: str = "") -> QDoubleSpinBox:
+def _spin(
+    lo: float, hi: float, value: float, step: float, decimals: int = 2, suffix: str = ""
+) -> QDoubleSpinBox:
     box = QDoubleSpinBox()
     box.setRange(lo, hi)
     box.setDecimals(decimals)
@@ -127,10 +130,9 @@ class _Teardown:
             loop.wait(5.0)
         scope, self.owned_microscope = self.owned_microscope, None
         if scope is not None:
-            try:
+            # Best effort while shutting down: a failing camera must not block closing.
+            with contextlib.suppress(Exception):
                 scope.close()
-            except Exception:  # noqa: BLE001 - best effort while shutting down
-                pass
 
 
 class LiveAutofocusWidget(QWidget):
@@ -270,7 +272,9 @@ class LiveAutofocusWidget(QWidget):
 
         self.softmax = SoftmaxStrip(90)
         layout.addWidget(self.softmax)
-        self.trace = TraceView(("stage z", "estimated sample z", "true sample z (sim)"), max_points=3000)
+        self.trace = TraceView(
+            ("stage z", "estimated sample z", "true sample z (sim)"), max_points=3000
+        )
         layout.addWidget(self.trace)
 
         self.save_log_button = QPushButton("Save decision log (CSV)...")
@@ -328,7 +332,7 @@ class LiveAutofocusWidget(QWidget):
         return True
 
     def set_predictor(self, predictor: Any, description: str = "") -> None:
-        """Use ``predictor`` (anything with ``predict(image, pixel_size_um)``) from the next start."""
+        """Use ``predictor`` (with a ``predict(image, pixel_size_um)``) from the next start."""
         if self.is_live:
             raise ZFocusError("stop live view before changing the model")
         self.predictor = predictor
@@ -353,7 +357,9 @@ class LiveAutofocusWidget(QWidget):
                 self.microscope = None
 
     def _choose_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "zfocus models (*.zfm);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load model", "", "zfocus models (*.zfm);;All files (*)"
+        )
         if path:
             self.load_model(path)
 
@@ -533,7 +539,8 @@ class LiveAutofocusWidget(QWidget):
                 except ZFocusError:
                     self._messages.append(("unlock", ""))
                     raise
-                self._messages.append(("info", f"Focus locked at estimate {decision.estimate_um:+.2f} um"))
+                locked = f"Focus locked at estimate {decision.estimate_um:+.2f} um"
+                self._messages.append(("info", locked))
 
             self._submit(lock)
         else:
@@ -554,7 +561,9 @@ class LiveAutofocusWidget(QWidget):
         if self.live is None:
             show_warning("No decisions yet: start live view first.")
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Save decision log", "decisions.csv", "CSV (*.csv)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save decision log", "decisions.csv", "CSV (*.csv)"
+        )
         if path:
             self.save_decision_log(path)
 
@@ -633,7 +642,11 @@ class LiveAutofocusWidget(QWidget):
         now = time.perf_counter()
         out: LiveOutput = result.output
         image = result.frame.image
-        if self.layer is None or self.layer not in self.viewer.layers or self.layer.data.shape != image.shape:
+        if (
+            self.layer is None
+            or self.layer not in self.viewer.layers
+            or self.layer.data.shape != image.shape
+        ):
             self._ensure_layer(image)
         else:
             self.layer.data = image  # in place: one layer, no growing stack

@@ -196,7 +196,7 @@ def suggest_focus(
     columns = np.asarray(rows, dtype=float).T
     profile = columns[0]
     _check_contrast(name, profile)
-    profiles = {"contrast": profile, **dict(zip(scores, columns[1:]))}
+    profiles = {"contrast": profile, **dict(zip(scores, columns[1:], strict=True))}
     window = max(1, round(window_um / z_step))
     index, confidence, peaks, method = _deepest_dip(profile, window)
     return FocusSuggestion(

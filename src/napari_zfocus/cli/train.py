@@ -142,10 +142,7 @@ def _model_config(args: argparse.Namespace, ckpt_config: Any | None):
     """The model config from the flags; on resume unset flags keep the checkpoint's values."""
     from napari_zfocus.model.config import ModelConfig
 
-    if ckpt_config is not None:
-        base = ckpt_config.to_dict()
-    else:
-        base = ModelConfig.recommended().to_dict()
+    base = (ckpt_config if ckpt_config is not None else ModelConfig.recommended()).to_dict()
     given = {
         "bin_um": args.bin_um,
         "pixel_size_um": args.pixel_size_um,
@@ -216,7 +213,9 @@ def run_train(args: argparse.Namespace) -> int:
     from napari_zfocus.training.loop import CancelToken, train
 
     dataset = read_dataset(args.dataset)
-    ckpt_config = load_checkpoint(checkpoint_path(args.out))["model_config"] if args.resume else None
+    ckpt_config = (
+        load_checkpoint(checkpoint_path(args.out))["model_config"] if args.resume else None
+    )
     mc = _model_config(args, ckpt_config)
     tc = _train_config(args)
     is_main = ddp.env_context().is_main

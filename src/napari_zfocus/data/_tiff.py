@@ -155,7 +155,8 @@ def plane_source(
     for number, page in enumerate(pages):
         if page is None:
             raise StackError(describe(path, f"plane {number} is missing; file truncated?"))
-        ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts)]
+        # strict=False: a corrupt page may list fewer byte counts than offsets.
+        ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
         if ends and max(ends) > file_size:
             raise StackError(
                 describe(path, f"file is truncated: plane {number} ends past the end of the file")

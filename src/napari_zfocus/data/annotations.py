@@ -250,7 +250,7 @@ def _parse_row(row: list[str], columns: list[str], problems: list[str]) -> Annot
     if len(row) != len(columns):
         problems.append(f"expected {len(columns)} fields, got {len(row)}")
         return None
-    cells = dict(zip(columns, row))
+    cells = dict(zip(columns, row, strict=True))
     stack = cells["stack"].strip()
     problems.extend(_stack_name_problems(stack))
     focus = _checked(check_number, cells["focus_index"].strip(), "focus_index", problems,

@@ -395,7 +395,7 @@ def _planes_for_z(
         raise StackError(describe(path, f"is a single 2-D image {shape}, not a z-stack"))
     z_axis = _find_z_axis(path, axes, lead_axes)
     index: list[Any] = []
-    for ax, size in zip(lead_axes, lead_shape):
+    for ax, size in zip(lead_axes, lead_shape, strict=True):
         if ax == z_axis:
             index.append(np.arange(size))
         elif ax == "C":

@@ -35,7 +35,7 @@ ScoreFn = Callable[[np.ndarray], float]
 
 
 def focus_score_functions() -> dict[str, ScoreFn]:
-    """The classic focus scores of :mod:`napari_zfocus.annotation.focus_scores` (name -> function)."""
+    """The classic focus scores of :mod:`napari_zfocus.annotation.focus_scores`, by name."""
     from napari_zfocus.annotation.focus_scores import FOCUS_SCORES
 
     return dict(FOCUS_SCORES)

@@ -99,11 +99,18 @@ def describe_model(
         File facts from :func:`~napari_zfocus.model.io.load_model` (versions, date).
     """
     rows = [
-        ("architecture", f"{config.architecture} conv {list(config.conv_features)}, fc {config.fc_features}"),
-        ("field", f"{config.field_um:g} um at {config.pixel_size_um:g} um/px ({config.input_px} px)"),
+        (
+            "architecture",
+            f"{config.architecture} conv {list(config.conv_features)}, fc {config.fc_features}",
+        ),
+        (
+            "field",
+            f"{config.field_um:g} um at {config.pixel_size_um:g} um/px ({config.input_px} px)",
+        ),
         (
             "z bins",
-            f"{config.n_bins} x {config.bin_um:g} um, {config.z_min_um:+g} .. {config.z_max_um:+g} um",
+            f"{config.n_bins} x {config.bin_um:g} um, "
+            f"{config.z_min_um:+g} .. {config.z_max_um:+g} um",
         ),
     ]
     training = (metadata or {}).get("training")
@@ -117,7 +124,8 @@ def describe_model(
         if isinstance(val, list):
             parts.append(f"{len(val)} validation stacks")
         if training.get("elapsed_s") is not None:
-            parts.append(f"{float(training['elapsed_s']) / 60:.1f} min on {training.get('device', '?')}")
+            minutes = float(training["elapsed_s"]) / 60
+            parts.append(f"{minutes:.1f} min on {training.get('device', '?')}")
         if training.get("cancelled"):
             parts.append("stopped early")
         rows.append(("training", ", ".join(parts) or "-"))
@@ -137,7 +145,8 @@ def describe_model(
             rows.append((str(key), _fmt(value)))
     if info:
         made = info.get("created_utc") or "?"
-        rows.append(("file", f"written {made} by napari-zfocus {info.get('napari_zfocus_version') or '?'}"))
+        version = info.get("napari_zfocus_version") or "?"
+        rows.append(("file", f"written {made} by napari-zfocus {version}"))
     return rows
 
 

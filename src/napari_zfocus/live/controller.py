@@ -33,7 +33,7 @@ import numpy as np
 
 from napari_zfocus._atomic import atomic_open
 from napari_zfocus.errors import ZFocusError
-from napari_zfocus.live.controller_settings import (  # noqa: F401 - re-exported
+from napari_zfocus.live.controller_settings import (
     AT_LIMIT,
     BIMODAL,
     BLANK_FRAME,
@@ -212,7 +212,9 @@ class FocusController:
             except Exception as exc:  # noqa: BLE001 - any camera failure is a failure
                 return self._fail(CAMERA_ERROR, str(exc))
         common = dict(
-            time_s=frame.timestamp_s, stage_z_um=frame.stage_z_um, true_defocus_um=metadata_float(frame, "true_defocus_um")
+            time_s=frame.timestamp_s,
+            stage_z_um=frame.stage_z_um,
+            true_defocus_um=metadata_float(frame, "true_defocus_um"),
         )
 
         est, reason, message = self._estimate(frame)

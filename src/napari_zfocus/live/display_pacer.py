@@ -52,7 +52,9 @@ class DisplayPacer:
         if not 0.0 < budget <= 1.0:
             raise ValueError(f"display budget must be in (0, 1], got {budget}")
         if not 0.0 < min_rate_hz <= max_rate_hz:
-            raise ValueError(f"need 0 < min_rate_hz <= max_rate_hz, got {min_rate_hz}, {max_rate_hz}")
+            raise ValueError(
+                f"need 0 < min_rate_hz <= max_rate_hz, got {min_rate_hz}, {max_rate_hz}"
+            )
         if not 0.0 < smoothing <= 1.0:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
         self.budget = float(budget)

@@ -61,7 +61,7 @@ def load_mmcore(config: str | Path) -> Any:
     core = pymmcore_plus.CMMCorePlus()
     try:
         core.loadSystemConfiguration(str(path))
-    except Exception as exc:  # noqa: BLE001 - the core raises RuntimeError/OSError variants
+    except Exception as exc:
         raise ZFocusError(f"{path}: cannot load Micro-Manager configuration: {exc}") from exc
     return core
 
@@ -125,7 +125,7 @@ class MMCoreMicroscope:
             return self._frame(self.core.getImage())
         except CameraError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any core failure is a camera failure
+        except Exception as exc:
             raise CameraError(f"camera {self.camera}: {exc}") from exc
 
     def _pop(self) -> np.ndarray:
@@ -140,7 +140,7 @@ class MMCoreMicroscope:
         """Continuous acquisition: yield ``n`` frames (endless if None), then stop it."""
         try:
             self.core.startContinuousSequenceAcquisition(0)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise CameraError(f"camera {self.camera}: cannot start streaming: {exc}") from exc
         self._streaming = True
         try:
@@ -150,7 +150,7 @@ class MMCoreMicroscope:
                     yield self._frame(self._pop())
                 except CameraError:
                     raise
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     raise CameraError(f"camera {self.camera}: {exc}") from exc
                 count += 1
         finally:
@@ -166,7 +166,7 @@ class MMCoreMicroscope:
         """Focus position, um."""
         try:
             return float(self.core.getPosition(self.focus))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise StageError(f"focus {self.focus}: cannot read position: {exc}") from exc
 
     def move_z_to(self, z_um: float) -> None:
@@ -176,7 +176,7 @@ class MMCoreMicroscope:
         )
         try:
             self.core.setPosition(self.focus, z)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise StageError(f"focus {self.focus}: move to {z:.3f} um failed: {exc}") from exc
 
     def _z_or_none(self) -> float | None:
@@ -193,7 +193,7 @@ class MMCoreMicroscope:
         """``deviceBusy`` of the focus device."""
         try:
             return bool(self.core.deviceBusy(self.focus))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise StageError(f"focus {self.focus}: busy query failed: {exc}") from exc
 
     def close(self) -> None:
@@ -273,7 +273,7 @@ def _device_classes() -> tuple[type, type, type]:
     class SimulatedUniMMCore(UniMMCore):
         """UniMMCore that routes Core/Focus and Core/Camera for Python devices."""
 
-        def setProperty(self, label: str, propName: str, propValue: Any) -> None:  # noqa: N802
+        def setProperty(self, label: str, propName: str, propValue: Any) -> None:  # noqa: N802, N803 - pymmcore's API
             if label == "Core" and propName == "Focus":
                 return self.setFocusDevice(str(propValue))
             if label == "Core" and propName == "Camera":

@@ -61,11 +61,14 @@ def check_device(text: Any, name: str = "device") -> str:
         raise ZFocusError(f"{name} {text!r}: no Apple GPU (MPS) on this machine; use cpu or auto")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise ZFocusError(f"{name} {text!r}: CUDA is not available on this machine; use cpu or auto")
+            raise ZFocusError(
+                f"{name} {text!r}: CUDA is not available on this machine; use cpu or auto"
+            )
         count = torch.cuda.device_count()
         if index is not None and int(index) >= count:
             raise ZFocusError(
-                f"{name} {text!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}"
+                f"{name} {text!r}: this machine has {count} CUDA device(s), "
+                f"cuda:0..cuda:{count - 1}"
             )
         return f"cuda:{int(index)}" if index is not None else "cuda"
     return kind

@@ -267,7 +267,7 @@ class Predictor:
             dummy = torch.zeros((1, 1, n, n), device=self.device)
             with torch.inference_mode(), self._autocast():
                 compiled(dummy.contiguous(memory_format=torch.channels_last))
-        except Exception as exc:  # missing compiler, unsupported backend...
+        except Exception as exc:  # noqa: BLE001 - any compile failure falls back to eager mode
             warnings.warn(f"torch.compile failed, using eager mode: {exc}", stacklevel=3)
             return
         self._forward = compiled

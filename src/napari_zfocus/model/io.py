@@ -254,7 +254,7 @@ def _read_header(path: Path) -> tuple[dict[str, str], Any]:
         # Safe on any input: safetensors only parses a length-prefixed JSON header.
         handle = safe_open(os.fspath(path), framework="pt", device="cpu")
         meta = handle.metadata() or {}
-    except Exception as exc:  # SafetensorError, OSError...: any unreadable header
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError...: any unreadable header
         # Only now name the magic bytes, for a clearer message (a safetensors header
         # length can itself start with any byte, so trusting the sniff first would misfire).
         if kind is not None:
@@ -322,8 +322,9 @@ def _parse_header(path: Path, meta: dict[str, str]) -> tuple[ModelConfig, dict, 
 
 def _read_tensors(path: Path, handle: Any) -> dict[str, torch.Tensor]:
     try:
-        return {name: handle.get_tensor(name) for name in handle.keys()}
-    except Exception as exc:  # truncated data section, a dtype torch lacks
+        # safe_open handles have keys() but are not iterable.
+        return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except Exception as exc:  # noqa: BLE001 - truncated data section, a dtype torch lacks
         reason = " ".join(str(exc).split())[:200]
         raise _fail(path, f"cannot read weights, file truncated or corrupt ({reason})") from None
 
@@ -337,7 +338,7 @@ def _check_integrity(path: Path, version: int, meta: dict[str, str],
             ok = digest == _integrity_digest(meta, tensors)
         else:  # old files: a missing digest was allowed; the consistency checks remain
             ok = not digest or digest == _tensor_digest(tensors)
-    except Exception:  # a tensor that cannot be viewed as bytes: not ours
+    except Exception:  # noqa: BLE001 - a tensor that cannot be viewed as bytes: not ours
         ok = False
     if not ok:
         raise _fail(path, "integrity check failed: metadata or weights were modified")

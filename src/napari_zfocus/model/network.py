@@ -8,7 +8,7 @@ or the readout). 6.8 M parameters at 250 x 250 px input and 41 bins.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from napari_zfocus.model.config import ModelConfig

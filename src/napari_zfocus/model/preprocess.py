@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812
 
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.config import ModelConfig

@@ -41,7 +41,8 @@ def parameter_shapes(config: ModelConfig) -> list[tuple[int, ...]]:
 
 def _linear_names(config: ModelConfig) -> tuple[str, str]:
     """Module names of the first and the last fully connected layer."""
-    linears = [name for name, m in _meta_network(config).named_modules() if isinstance(m, nn.Linear)]
+    modules = _meta_network(config).named_modules()
+    linears = [name for name, m in modules if isinstance(m, nn.Linear)]
     return linears[0], linears[-1]
 
 

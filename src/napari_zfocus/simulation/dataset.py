@@ -97,7 +97,11 @@ def simulate_dataset(
                 "ceiling_fraction": f"{sim.drawn['ceiling_fraction']:.3f}",
                 "condenser_na": f"{sim.drawn['condenser_na']:.3f}",
                 "photons": f"{sim.drawn['photons']:.0f}",
-                **({"grow_hours": f"{sim.drawn['grow_hours']:.2f}"} if "grow_hours" in sim.drawn else {}),
+                **(
+                    {"grow_hours": f"{sim.drawn['grow_hours']:.2f}"}
+                    if "grow_hours" in sim.drawn
+                    else {}
+                ),
             },
         ))
         csv_path = write_annotations(root, annotations)

@@ -3,7 +3,8 @@
 This is the API the simulated microscope uses::
 
     from napari_zfocus.simulation import (
-        SampleParams, OpticsParams, CameraParams, Scene, OpticalRenderer, render_planes, apply_camera)
+        SampleParams, OpticsParams, CameraParams, Scene, OpticalRenderer, render_planes,
+        apply_camera)
 
     rng = np.random.default_rng(0)
     scene = Scene.random(SampleParams(n_cells=15), rng, shape=(256, 256), pixel_size_um=0.24)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -20,9 +20,9 @@ from napari_zfocus.simulation.render import OpticalRenderer
 from napari_zfocus.simulation.sample import SampleParams, Scene
 
 #: A fixed value or a (low, high) range drawn per stack.
-Range = Union[float, tuple[float, float]]
+Range = float | tuple[float, float]
 
-SeedLike = Union[int, np.random.SeedSequence]
+SeedLike = int | np.random.SeedSequence
 
 
 @dataclass

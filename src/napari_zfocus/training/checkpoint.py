@@ -87,7 +87,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"{path}: not a file, expected a checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or holding objects we refuse to build
+    except Exception as exc:  # noqa: BLE001 - corrupt, truncated, or objects we refuse to build
         raise ModelFileError(
             f"{path}: not a readable checkpoint ({type(exc).__name__})"
         ) from None
@@ -169,7 +169,7 @@ def _same_kind(saved: Any, fresh: Any) -> bool:
                 and math.isfinite(saved))
     if isinstance(fresh, tuple):
         return (isinstance(saved, (tuple, list)) and len(saved) == len(fresh)
-                and all(_same_kind(a, b) for a, b in zip(saved, fresh)))
+                and all(_same_kind(a, b) for a, b in zip(saved, fresh, strict=True)))
     return True
 
 

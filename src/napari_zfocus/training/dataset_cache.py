@@ -91,10 +91,7 @@ def split_by_stack(
         raise DatasetError(f"validation fraction must be in [0, 1), got {val_fraction}")
     n = len(annotations)
     n_val = int(round(n * val_fraction))
-    if val_fraction > 0 and n >= 2:
-        n_val = min(max(n_val, 1), n - 1)
-    else:
-        n_val = 0
+    n_val = min(max(n_val, 1), n - 1) if val_fraction > 0 and n >= 2 else 0
     order = np.random.default_rng([int(seed), 0x5EED]).permutation(n)
     val_idx = set(order[:n_val].tolist())
     train = [a for i, a in enumerate(annotations) if i not in val_idx]

@@ -88,7 +88,9 @@ def unwrap(net: nn.Module) -> nn.Module:
     return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
 
 
-def agree(elapsed_s: float, stop: bool, ctx: DistContext, device: torch.device) -> tuple[float, bool]:
+def agree(
+    elapsed_s: float, stop: bool, ctx: DistContext, device: torch.device
+) -> tuple[float, bool]:
     """Rank 0's elapsed time and "any rank wants to stop", on every rank, in one all-reduce.
 
     Ranks must agree on both: a time-driven learning rate that differed between ranks

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from napari_zfocus.errors import ModelFileError, ZFocusError
@@ -292,7 +292,9 @@ def predict_logits(net: nn.Module, x: torch.Tensor, device: torch.device,
     return torch.cat(out) if out else torch.empty(0)
 
 
-def validation_metrics(logits: torch.Tensor, z_true: np.ndarray, config: ModelConfig) -> dict[str, float]:
+def validation_metrics(
+    logits: torch.Tensor, z_true: np.ndarray, config: ModelConfig
+) -> dict[str, float]:
     """Metrics of the Predictor's readout, plus the paper's argmax readout.
 
     The main keys use :func:`napari_zfocus.model.readout.readout`'s local expected value
@@ -333,7 +335,7 @@ class _Prefetcher:
         while not self._stop.is_set():
             try:
                 item = (step, self._make(step), None)
-            except BaseException as exc:  # hand the error to the training thread
+            except BaseException as exc:  # noqa: BLE001 - hand any error to the training thread
                 item = (step, None, exc)
             while not self._stop.is_set():
                 try:
@@ -380,7 +382,9 @@ def _check_writable(out: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise ZFocusError(f"{out}: cannot write the model file here ({exc.strerror or exc})") from None
+        raise ZFocusError(
+            f"{out}: cannot write the model file here ({exc.strerror or exc})"
+        ) from None
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -627,12 +631,16 @@ def _train(
             ips = rate if ips is None else 0.9 * ips + 0.1 * rate
             yield event("step", loss=loss_value, lr=lr, images_per_s=ips)
 
-            if ctx.is_main and len(val_z) and tc.validation_every and step % tc.validation_every == 0:
+            due_val = tc.validation_every and step % tc.validation_every == 0
+            if ctx.is_main and len(val_z) and due_val:
                 last_metrics = run_validation()
                 validated_at = step
                 yield event("validation", loss=loss_value, metrics=dict(last_metrics))
             due_steps = tc.checkpoint_every and step % tc.checkpoint_every == 0
-            due_time = tc.checkpoint_every_s and time.perf_counter() - last_ckpt_t >= tc.checkpoint_every_s
+            due_time = (
+                tc.checkpoint_every_s
+                and time.perf_counter() - last_ckpt_t >= tc.checkpoint_every_s
+            )
             if ctx.is_main and (due_steps or due_time):
                 ck, _ = write_files(final=False)
                 last_ckpt_t = time.perf_counter()
