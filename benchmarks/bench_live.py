@@ -21,16 +21,19 @@ Prints human-readable lines, then one JSON line. Run with ``nice -n 10`` on shar
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from napari_zfocus._json import to_json_line
 from napari_zfocus.live.controller import ControllerSettings, FocusController
+from napari_zfocus.live.frame_loop import drive_frames
 from napari_zfocus.live.headless import run_simulated_session
+from napari_zfocus.live.microscope import Frame
 from napari_zfocus.live.simulated_microscope import SimulatedMicroscope
 
 
@@ -72,10 +75,15 @@ def bench_loop(model: Path, n_frames: int, seed: int) -> dict:
     ctrl.lock(0.0)
     for _ in range(5):  # warm-up (first render, lazy torch set-up)
         ctrl.step()
+
+    def frames() -> Iterator[Frame]:
+        for _ in range(n_frames):
+            mic.clock.advance(0.05)  # 20 Hz in simulated time, as in the paper
+            yield mic.snap()
+
     t0 = time.perf_counter()
-    for _ in range(n_frames):
-        mic.clock.advance(0.05)  # 20 Hz in simulated time, as in the paper
-        ctrl.step()
+    for _ in drive_frames(frames(), ctrl.step):  # the loop every live stream runs
+        pass
     wall = time.perf_counter() - t0
     mic.close()
     return {"loop_fps": n_frames / wall, "loop_frames": n_frames,
@@ -125,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"max step {session['max_step_um']:.2f} um, stage "
                   f"{session['stage_range_um'][0]:+.1f}..{session['stage_range_um'][1]:+.1f} um, "
                   f"{session['fps']:.1f} frames/s", flush=True)
-    print(json.dumps(out))
+    print(to_json_line(out))
     return 0
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from napari_zfocus.annotation import FOCUS_SCORES, suggest_focus
 from napari_zfocus.data import ZStack
-from napari_zfocus.simulation.stack import SimulationParams, simulate_stack
+from napari_zfocus.simulation.simulated_stack import SimulationParams, simulate_stack
 
 
 def summarise(errors: list[int], z_step_um: float) -> dict[str, float]:

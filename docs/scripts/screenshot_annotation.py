@@ -4,6 +4,7 @@ Simulates a small dataset of bright-field yeast stacks (without annotations), op
 marks two stacks and leaves the third on its computed suggestion.
 
 Run: xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/scripts/screenshot_annotation.py
+(an optional argument writes the PNG elsewhere: ... screenshot_annotation.py /tmp/annotation.png)
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from qtpy.QtWidgets import QApplication
 from napari_zfocus._qt.annotation_widget import AnnotationWidget
 from napari_zfocus.simulation import SimulationParams, simulate_dataset
 
-OUT = Path(__file__).resolve().parents[1] / "images" / "annotation.png"
+#: Where the PNG goes: the first argument, else the picture of the docs.
+OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else (
+    Path(__file__).resolve().parents[1] / "images" / "annotation.png")
 
 
 def wait(condition, timeout_s: float = 60.0) -> None:
@@ -43,15 +46,15 @@ def main() -> None:
     viewer.window.add_dock_widget(widget, name="Annotate in-focus slices", area="right")
     widget.open_folder(folder)
     for _ in range(2):  # confirm two suggestions (Enter), as a user would
-        position = widget.session.current
-        wait(lambda p=position: widget.session.entries[p].suggested_index is not None)
+        position = widget.state.current
+        wait(lambda p=position: widget.state.entries[p].suggested_index is not None)
         widget.confirm_suggestion()
-    position = widget.session.current
-    wait(lambda: widget.session.entries[position].suggested_index is not None)
-    wait(lambda: widget._suggesting is None)
+    position = widget.state.current
+    wait(lambda: widget.state.entries[position].suggested_index is not None)
+    wait(lambda: widget.suggestions.computing is None)
     # Show a marked stack two slices above its mark.
     widget.show_stack(1)
-    widget.go_to_slice(widget.session.entries[1].focus_index + 2)
+    widget.go_to_slice(widget.state.entries[1].focus_index + 2)
     for _ in range(20):
         QApplication.processEvents()
         time.sleep(0.05)

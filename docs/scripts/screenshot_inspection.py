@@ -12,6 +12,7 @@ Model: the bundled demo model when it exists, else a small CNN trained here for 
 minutes on simulated stacks (cached in the temp folder, shared with screenshot_live.py).
 
 Run: xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/scripts/screenshot_inspection.py
+(an optional argument writes the PNG elsewhere: ... screenshot_inspection.py /tmp/inspection.png)
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "docs" / "images" / "inspection.png"
+#: Where the PNG goes: the first argument, else the picture of the docs.
+OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "images" / "inspection.png"
 DEMO = ROOT / "src" / "napari_zfocus" / "resources" / "demo_model.zfm"
 CACHE = Path(tempfile.gettempdir()) / "zfocus-screenshot"
 
@@ -53,13 +55,16 @@ def small_model(minutes: float = 10.0) -> Path:
     return model
 
 
-def test_set() -> Path:
-    """Six simulated stacks never seen in training."""
+def test_set(model: Path) -> Path:
+    """Six simulated stacks never seen in training, wide enough for the model's field."""
+    from napari_zfocus.model.io import read_model_info
     from napari_zfocus.simulation import SimulationParams, simulate_dataset
 
-    folder = CACHE / "test"
+    config = read_model_info(model)[0]
+    side = max(160, int(config.field_um / 0.24) + 8)  # the demo model reads 60 um (250 px)
+    folder = CACHE / f"test-{side}px"
     if not (folder / "annotations.csv").exists():
-        simulate_dataset(folder, 6, seed=99, params=SimulationParams(shape=(160, 160)),
+        simulate_dataset(folder, 6, seed=99, params=SimulationParams(shape=(side, side)),
                          overwrite=True)
     return folder
 
@@ -87,7 +92,7 @@ def main() -> None:
     from napari_zfocus.simulation import SimulationParams, simulate_stack
 
     model = small_model()
-    folder = test_set()
+    folder = test_set(model)
     # Cell density like the training stacks (a sparse field fools a small model: the
     # paper's "few cells in the crop" failure case).
     stack = simulate_stack(
@@ -101,16 +106,20 @@ def main() -> None:
     widget = InspectionWidget(viewer, model_path=model)
     viewer.window.add_dock_widget(widget, name="Inspect predictions", area="right")
     viewer.dims.set_current_step(0, stack.focus_index + 3)
+    state = widget.state
+    wait(lambda: state.predictor is not None)  # the model file is read in a worker
 
-    widget.tile_um.setValue(15.0)  # 15 um tiles, each read with the model's 30 um window
-    widget.compute_focus_map()
-    wait(lambda: layer.name + Z_SUFFIX in viewer.layers and widget._tiles_cancel is None)
-    widget.predict_current()
-    wait(lambda: widget.last_prediction is not None)
+    widget.image.tile_um.setValue(15.0)  # 15 um tiles, each read with the model's 30 um window
+    widget.image.compute_focus_map()
+    wait(lambda: layer.name + Z_SUFFIX in viewer.layers and state.map_cancel is None)
+    widget.image.predict_current()
+    wait(lambda: state.last_prediction is not None)
 
-    widget.dataset_path.setText(str(folder))
-    widget.evaluate()
-    wait(lambda: widget.result is not None and widget._eval_cancel is None)
+    widget.evaluation.dataset_path.setText(str(folder))
+    widget.evaluation.evaluate()
+    wait(lambda: state.eval_cancel is None)
+    if state.result is None:
+        sys.exit("the evaluation failed (see the notification above)")
     viewer.layers.selection.active = layer
     viewer.reset_view()
 

@@ -11,6 +11,8 @@ Model: the bundled demo model when it exists, else the small CNN of
 screenshot_inspection.py (trained there, cached in the temp folder).
 
 Run: xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/scripts/screenshot_live.py
+[OUT.png]
+(OUT.png: where to write; default docs/images/live.png)
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def run_for(seconds: float) -> None:
 def main() -> None:
     import napari
 
-    from napari_zfocus._qt.live_widget import SIM_SPEED, LiveAutofocusWidget
+    from napari_zfocus._qt.live_widget import LiveAutofocusWidget
+    from napari_zfocus.live.microscope_factory import SIM_SPEED
     from napari_zfocus.live.scenes import SimulatorRenderer
     from napari_zfocus.live.simulated_microscope import (
         ScaledClock,
@@ -69,11 +72,13 @@ def main() -> None:
     widget.trace.repaint()
     widget.softmax.repaint()
     run_for(0.5)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(OUT), canvas_only=False, flash=False)
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else OUT
+    out.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(out), canvas_only=False, flash=False)
     stats = widget.last_stats
-    print(f"wrote {OUT}; {stats.fps:.0f} frames/s processed" if stats else f"wrote {OUT}")
+    print(f"wrote {out}; {stats.fps:.0f} frames/s processed" if stats else f"wrote {out}")
     widget.stop_live()
+    wait(lambda: not widget.loop.running, timeout_s=60)  # stopping does not block
     viewer.close()
     microscope.close()
 

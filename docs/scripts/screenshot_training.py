@@ -6,6 +6,8 @@ step budget from the widget's own form, and captures the window with the live lo
 validation curves and the final metrics.
 
 Run: xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/scripts/screenshot_training.py
+[OUT.png]
+(OUT.png: where to write; default docs/images/training.png)
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def main() -> None:
     for _ in range(20):
         QApplication.processEvents()
         time.sleep(0.05)
-    viewer.screenshot(str(OUT), canvas_only=False, flash=False)
-    print(f"wrote {OUT}; {widget.run.status_text()}; {widget.metrics_label.text()}")
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else OUT
+    viewer.screenshot(str(out), canvas_only=False, flash=False)
+    print(f"wrote {out}; {widget.run.status_text()}; {widget.metrics_label.text()}")
     viewer.close()
 
 

@@ -18,10 +18,10 @@ import json
 import os
 import struct
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from napari_zfocus._atomic import temp_file
+from napari_zfocus._atomic import LockHeldError, exclusive_lock, temp_file
 from napari_zfocus.errors import ZFocusError
 
 #: Decides whether an existing file may be replaced (e.g. "it is an earlier output of ours").
@@ -93,6 +93,15 @@ def is_checkpoint_file(path: str | os.PathLike[str]) -> bool:
 
 
 # ------------------------------------------------------------------ generic checks
+
+
+def refuse_folder_syntax(path: str | os.PathLike[str], name: str, kind: str) -> None:
+    """Refuse a file output written as a folder (``newdir/``): ``Path`` drops the trailing
+    separator, so without this ``--out newdir/`` would write a FILE named ``newdir``."""
+    text = os.fspath(path)
+    if text.endswith(tuple(filter(None, (os.sep, os.altsep)))):
+        raise ZFocusError(f"{name} {text}: ends with a path separator, so it names a folder; "
+                          f"give a {kind} name")
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -175,11 +184,12 @@ def check_output_file(
     Raises
     ------
     ZFocusError
-        Empty path, a folder, not a regular file, an existing file that may not be
-        replaced, or a folder in which no file can be created.
+        Empty path, a path ending with a separator, a folder, not a regular file, an
+        existing file that may not be replaced, or a folder in which no file can be created.
     """
     if not str(path).strip():
         raise ZFocusError(f"{name}: give a file name")
+    refuse_folder_syntax(path, name, "file")
     target = Path(path)
     _check_existing(target, name, target, overwrite, replaceable, overwrite_flag, kind)
     check_writable_folder(target.parent, name, target, target.name)
@@ -271,24 +281,13 @@ def check_model_output(
 
     if not str(out).strip():
         raise ZFocusError(f"{name}: give a model file name such as model.zfm")
+    refuse_folder_syntax(out, name, "model file")
     out = Path(out)
     ckpt = checkpoint_path(out)
     if resume and overwrite:
         raise ZFocusError(f"{resume_name} and {overwrite_name} exclude each other: "
                           f"{resume_name} continues {ckpt}, {overwrite_name} starts afresh")
-    where = _dataset_file(out, Path(dataset) if dataset is not None else None)
-    if where is not None:
-        raise ZFocusError(f"{name} {out}: {where}, not a model file; choose another {name}")
-    if os.path.lexists(out):
-        if out.is_dir():
-            raise ZFocusError(f"{name} {out}: is a folder; give a model file name such as "
-                              "model.zfm")
-        if not out.is_file() or not is_model_file(out):
-            raise ZFocusError(f"{name} {out}: exists and is not a napari-zfocus model file; "
-                              f"refusing to replace it, choose another {name}")
-    if os.path.lexists(ckpt) and not (ckpt.is_file() and is_checkpoint_file(ckpt)):
-        raise ZFocusError(f"{name} {out}: {ckpt} exists and is not a napari-zfocus "
-                          f"checkpoint; refusing to replace it, choose another {name}")
+    _refuse_foreign_files(out, ckpt, dataset, name)
     if resume and not ckpt.is_file():
         raise ZFocusError(f"{resume_name}: no checkpoint {ckpt} to continue from "
                           f"(train without {resume_name} first)")
@@ -305,6 +304,57 @@ def check_model_output(
     return out
 
 
+def _refuse_foreign_files(
+    out: Path, ckpt: Path, dataset: str | os.PathLike[str] | None, name: str
+) -> None:
+    """Refuse, whatever the flags, an ``out`` or ``out.ckpt`` that is not ours to replace."""
+    where = _dataset_file(out, Path(dataset) if dataset is not None else None)
+    if where is not None:
+        raise ZFocusError(f"{name} {out}: {where}, not a model file; choose another {name}")
+    if os.path.lexists(out):
+        if out.is_dir():
+            raise ZFocusError(f"{name} {out}: is a folder; give a model file name such as "
+                              "model.zfm")
+        if not out.is_file() or not is_model_file(out):
+            raise ZFocusError(f"{name} {out}: exists and is not a napari-zfocus model file; "
+                              f"refusing to replace it, choose another {name}")
+    if os.path.lexists(ckpt) and not (ckpt.is_file() and is_checkpoint_file(ckpt)):
+        raise ZFocusError(f"{name} {out}: {ckpt} exists and is not a napari-zfocus "
+                          f"checkpoint; refusing to replace it, choose another {name}")
+
+
+@contextlib.contextmanager
+def model_output_lock(out: str | os.PathLike[str], name: str = "--out") -> Iterator[Path]:
+    """Hold ``OUT.lock`` while a training writes ``out`` and ``out.ckpt``.
+
+    Two trainings onto one model would replace each other's files at every checkpoint;
+    the second is refused instead, naming the process that holds the lock. A lock left by
+    a killed process is taken over. Take it, then run :func:`check_model_output` again:
+    a run that finished between that check and the lock has written files since.
+
+    Raises
+    ------
+    ZFocusError
+        ``"--out <out>: ..."``: another running process writes it, or ``OUT.lock`` exists
+        and is not a lock file.
+    """
+    lock = Path(out).with_name(Path(out).name + ".lock")
+    with contextlib.ExitStack() as stack:
+        try:  # only taking the lock: errors of the block itself pass unchanged
+            lock.parent.mkdir(parents=True, exist_ok=True)  # the training would create it
+            stack.enter_context(exclusive_lock(lock))
+        except LockHeldError as exc:
+            raise ZFocusError(
+                f"{name} {out}: another zfocus train ({exc.holder}) is writing this model "
+                f"(lock {lock}); wait for it to end or choose another {name}") from None
+        except ZFocusError as exc:
+            raise ZFocusError(f"{name} {out}: {exc}") from None
+        except OSError as exc:
+            raise ZFocusError(f"{name} {out}: cannot create the folder {lock.parent} "
+                              f"({exc.strerror or exc})") from None
+        yield lock
+
+
 __all__ = [
     "OutputExistsError",
     "check_model_output",
@@ -313,5 +363,7 @@ __all__ = [
     "check_writable_folder",
     "is_checkpoint_file",
     "is_model_file",
+    "model_output_lock",
+    "refuse_folder_syntax",
     "starts_with",
 ]

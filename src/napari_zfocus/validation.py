@@ -16,6 +16,7 @@ import argparse
 import math
 import numbers
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +24,15 @@ from typing import Any, TypeVar
 from napari_zfocus.errors import ZFocusError
 
 T = TypeVar("T")
+
+#: A number as users write it: optional sign, ASCII digits with at most one decimal point,
+#: an optional exponent; ``inf`` and ``nan`` pass here and are refused as not finite.
+#: Python's ``float()`` also takes ``1_0`` (10) and non-ASCII digits (``"٤"`` is 4), so a
+#: typo such as ``0_5`` for ``0.5`` would silently become 5: text goes through this first.
+_NUMBER_TEXT = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan)",
+    re.IGNORECASE,
+)
 
 
 def _bound(x: float) -> str:
@@ -82,6 +92,10 @@ def check_number(
         raise ZFocusError(f"{name} must be {wanted}, got {value!r}")
     if strict and not isinstance(value, numbers.Real):
         raise ZFocusError(f"{name} must be {wanted}, got {value!r}")
+    if isinstance(value, (str, bytes)):
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+        if not _NUMBER_TEXT.fullmatch(text.strip()):
+            raise ZFocusError(f"{name} must be {wanted}, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
@@ -130,12 +144,20 @@ def inside_folder(folder: str | os.PathLike[str], relative: str, name: str) -> P
     outside it (``../../x.tif``, ``/etc/passwd``, a symlink out) is refused so a shared
     dataset cannot make the program read, or later overwrite, files elsewhere.
     """
-    root = Path(folder).resolve()
+    if "\0" in relative:  # the OS cannot even look such a path up
+        raise ZFocusError(f"{name}: {relative!r} contains a NUL character")
     rel = Path(relative)
     drive = len(relative) > 1 and relative[1] == ":"
     if rel.is_absolute() or relative.startswith(("/", "\\")) or drive:
         raise ZFocusError(f"{name}: {relative!r} must be a path relative to {folder}")
-    target = (root / rel).resolve()
+    try:
+        root = Path(folder).resolve()
+        target = (root / rel).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        # A symlink loop (RuntimeError before Python 3.13, OSError after), a name the OS
+        # refuses: a user error in the dataset, not an internal one.
+        reason = "a symlink loop" if "loop" in str(exc).lower() else str(exc)
+        raise ZFocusError(f"{name}: {relative!r} cannot be resolved ({reason})") from None
     if target != root and root not in target.parents:
         raise ZFocusError(f"{name}: {relative!r} points outside the folder {folder}")
     return target

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from napari_zfocus._qt._viewer import text_overlay
-from napari_zfocus.annotation.state import StackState
+from napari_zfocus.annotation.annotation_state import StackState
 from napari_zfocus.simulation import SimulationParams, simulate_dataset
 
 pytest.importorskip("napari")
@@ -49,9 +49,9 @@ def _widget(make_napari_viewer, qtbot) -> AnnotationWidget:
 
 def _wait_suggestion(qtbot, widget: AnnotationWidget, position: int) -> None:
     qtbot.waitUntil(
-        lambda: widget.session.entries[position].suggested_index is not None, timeout=10_000
+        lambda: widget.state.entries[position].suggested_index is not None, timeout=10_000
     )
-    qtbot.waitUntil(lambda: widget._suggesting is None, timeout=10_000)
+    qtbot.waitUntil(lambda: widget.suggestions.computing is None, timeout=10_000)
 
 
 def _press(widget: AnnotationWidget, key: str) -> None:
@@ -63,9 +63,9 @@ def _press(widget: AnnotationWidget, key: str) -> None:
 
 def test_mark_with_key_is_saved_and_restored_by_new_widget(make_napari_viewer, qtbot, folder):
     widget = _widget(make_napari_viewer, qtbot)
-    widget.advance_box.setChecked(False)
+    widget.controls.advance_box.setChecked(False)
     assert widget.open_folder(folder)
-    assert widget.counts_label.text() == "0 / 3 marked"
+    assert widget.controls.counts_label.text() == "0 / 3 marked"
     layer = widget.layer
     assert layer.data.shape == (11, 64, 64)
     assert tuple(layer.scale) == pytest.approx((0.5, 0.24, 0.24))  # from the TIFF metadata
@@ -74,57 +74,57 @@ def test_mark_with_key_is_saved_and_restored_by_new_widget(make_napari_viewer, q
     _press(widget, "f")
     assert _rows(folder)[0]["stack"] == "stack_000.tif"
     assert _rows(folder)[0]["focus_index"] == "7"
-    assert widget.counts_label.text() == "1 / 3 marked"
+    assert widget.controls.counts_label.text() == "1 / 3 marked"
     widget.go_to_slice(9)
     text = text_overlay(widget.viewer).text
     assert "marked: slice 7 | this slice: +1.0 um from focus" in text
     assert widget.layer.name == "stack_000.tif \u2713 slice 7"
 
     # Edit the pixel size of the marked stack: saved at once, layer scale follows.
-    widget.pixel_size_spin.setValue(0.3)
-    widget.pixel_size_spin.editingFinished.emit()
+    widget.controls.pixel_size_spin.setValue(0.3)
+    widget.controls.pixel_size_spin.editingFinished.emit()
     assert _rows(folder)[0]["pixel_size_um"] == "0.3"
     assert widget.layer.scale[-1] == pytest.approx(0.3)
     widget.shutdown()
 
     again = _widget(make_napari_viewer, qtbot)
     assert again.open_folder(folder)
-    entry = again.session.entries[0]
+    entry = again.state.entries[0]
     assert (entry.focus_index, entry.pixel_size_um, entry.z_step_um) == (7, 0.3, 0.5)
-    assert again.counts_label.text() == "1 / 3 marked"
-    assert again.session.current == 1  # opens at the first unmarked stack
+    assert again.controls.counts_label.text() == "1 / 3 marked"
+    assert again.state.current == 1  # opens at the first unmarked stack
     again.show_stack(0)
     assert again.current_slice() == 7  # jumps to the mark
 
 
 def test_undo_and_next_unmarked(make_napari_viewer, qtbot, folder):
     widget = _widget(make_napari_viewer, qtbot)
-    widget.advance_box.setChecked(True)
+    widget.controls.advance_box.setChecked(True)
     widget.open_folder(folder)
     widget.go_to_slice(3)
     widget.mark_current_slice()
-    assert widget.session.current == 1  # advanced to the next unmarked stack
+    assert widget.state.current == 1  # advanced to the next unmarked stack
     widget.show_stack(2)
     widget.go_to_slice(5)
     _press(widget, "f")
-    assert widget.session.current == 1  # wraps around to the only unmarked one
+    assert widget.state.current == 1  # wraps around to the only unmarked one
     assert {r["stack"] for r in _rows(folder)} == {"stack_000.tif", "stack_002.tif"}
     _press(widget, "u")  # undo the last mark: back on that stack, row gone
-    assert widget.session.current == 2
-    assert widget.session.entries[2].state is not StackState.MARKED
+    assert widget.state.current == 2
+    assert widget.state.entries[2].state is not StackState.MARKED
     assert [r["stack"] for r in _rows(folder)] == ["stack_000.tif"]
     widget.show_stack(0)
     _press(widget, "n")
-    assert widget.session.current == 1
+    assert widget.state.current == 1
     widget.shutdown()
 
 
 def test_suggestion_jump_and_confirm(make_napari_viewer, qtbot, folder):
     widget = _widget(make_napari_viewer, qtbot)
-    widget.advance_box.setChecked(False)
+    widget.controls.advance_box.setChecked(False)
     widget.open_folder(folder)
     _wait_suggestion(qtbot, widget, 0)
-    entry = widget.session.entries[0]
+    entry = widget.state.entries[0]
     assert entry.state is StackState.SUGGESTED and entry.suggestion_source == "classic"
     assert widget.current_slice() == entry.suggested_index  # slider jumped to it
     assert not (folder / "annotations.csv").exists()  # suggestions are not marks
@@ -143,9 +143,9 @@ def test_use_image_layers_writes_a_dataset(make_napari_viewer, qtbot, tmp_path):
     widget.viewer.add_image(data, name="my stack", scale=(2.0, 0.5, 0.5))
     widget.viewer.add_image(np.zeros((16, 16)), name="flat")  # 2-D: ignored
     assert widget.use_image_layers(tmp_path)
-    qtbot.waitUntil(lambda: widget.session is not None, timeout=10_000)
-    assert [e.name for e in widget.session.entries] == ["my_stack.tif"]
-    assert widget.session.z_step() == pytest.approx(2.0)
+    qtbot.waitUntil(lambda: widget.state is not None, timeout=10_000)
+    assert [e.name for e in widget.state.entries] == ["my_stack.tif"]
+    assert widget.state.z_step() == pytest.approx(2.0)
     widget.go_to_slice(2)
     widget.mark_current_slice()
     assert _rows(tmp_path)[0]["z_step_um"] == "2.0"
@@ -157,7 +157,7 @@ def test_bad_folder_shows_error_and_widget_stays_usable(
 ):
     widget = _widget(make_napari_viewer, qtbot)
     assert not widget.open_folder(tmp_path / "missing")
-    assert widget.session is None
+    assert widget.state is None
     widget.mark_current_slice()  # no dataset yet: a warning, no crash
     assert widget.open_folder(folder)
     widget.shutdown()
@@ -172,10 +172,12 @@ def test_close_viewer_with_worker_running_leaves_no_thread(make_napari_viewer, q
     viewer.window.add_dock_widget(widget)
     widget.open_folder(folder)  # starts a suggestion worker
     viewer.close()
-    assert widget._closed
-    assert QThreadPool.globalInstance().activeThreadCount() == 0
-    assert not [t for t in threading.enumerate() if t not in before and t.is_alive()
-                and not isinstance(t, threading._DummyThread)]
+    assert widget.closed
+    # Closing does not block: the dock's workers end on their own threads.
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=30_000)
+    qtbot.waitUntil(lambda: not [t for t in threading.enumerate() if t not in before
+                                 and t.is_alive() and not isinstance(t, threading._DummyThread)],
+                    timeout=30_000)
 
 
 def test_opens_from_the_plugin_menu_with_the_viewer_proxy(make_napari_viewer, qtbot, folder):
@@ -186,4 +188,33 @@ def test_opens_from_the_plugin_menu_with_the_viewer_proxy(make_napari_viewer, qt
     assert widget.open_folder(folder)
     _wait_suggestion(qtbot, widget, 0)
     viewer.close()
-    assert widget._closed
+    assert widget.closed
+
+
+def test_closing_never_waits_for_other_plugins_workers(make_napari_viewer, qtbot, folder):
+    """Shutdown asks the dock's own workers to stop and returns; it gives the viewer back."""
+    import time
+
+    from napari.qt.threading import create_worker
+    from qtpy.QtCore import QThreadPool
+
+    release = threading.Event()
+    foreign = create_worker(release.wait, 60)  # another plugin's job on napari's shared pool
+    foreign.start()
+    viewer = make_napari_viewer()
+    wheel_before, zoom_before = list(viewer.mouse_wheel_callbacks), viewer.camera.mouse_zoom
+    widget = AnnotationWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert viewer.camera.mouse_zoom is False  # the wheel scrolls z while the dock lives
+    try:
+        start = time.monotonic()
+        widget.shutdown()
+        assert time.monotonic() - start < 5.0  # the old dock waited up to 10 s on the pool
+        assert widget.closed and not release.is_set()
+        names = {getattr(b, "__name__", "") for b in viewer.keymap.values()}
+        assert not {n for n in names if n.startswith("zfocus_")}  # keys given back
+        assert list(viewer.mouse_wheel_callbacks) == wheel_before
+        assert viewer.camera.mouse_zoom == zoom_before
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=30_000)

@@ -42,8 +42,9 @@ def tiny_dataset(tmp_path_factory):
 @pytest.fixture
 def errors(monkeypatch):
     messages: list[str] = []
+    monkeypatch.setattr("napari_zfocus._qt._dock.show_error", messages.append)
     monkeypatch.setattr("napari_zfocus._qt.inspection_widget.show_error", messages.append)
-    monkeypatch.setattr("napari_zfocus._qt.inspection_widget.show_warning", messages.append)
+    monkeypatch.setattr("napari_zfocus._qt._inspection_image.show_warning", messages.append)
     return messages
 
 
@@ -51,41 +52,54 @@ def _idle() -> bool:
     return QThreadPool.globalInstance().activeThreadCount() == 0
 
 
+def _loaded(qtbot, widget: InspectionWidget) -> InspectionWidget:
+    """Wait for the model file given at construction (it is read in a worker)."""
+    qtbot.waitUntil(lambda: widget.state.predictor is not None, timeout=30000)
+    return widget
+
+
+def _load(qtbot, widget: InspectionWidget, path) -> bool:
+    """Load a model file and wait; True if the dock now uses it."""
+    widget.load_model(path)
+    qtbot.waitUntil(lambda: widget.state.loading is None, timeout=30000)
+    return widget.state.model is not None and widget.state.model.path == path
+
+
 def test_predict_displayed_slice_and_follow_z(make_napari_viewer, qtbot, tiny_model):
     viewer = make_napari_viewer()
     rng = np.random.default_rng(1)
     image = rng.random((4, 60, 60)).astype(np.float32)
     viewer.add_image(image, name="stack", scale=(1.0, 0.24, 0.24))
-    widget = InspectionWidget(viewer, model_path=tiny_model)
+    widget = _loaded(qtbot, InspectionWidget(viewer, model_path=tiny_model))
     viewer.window.add_dock_widget(widget)
     assert "12 um at 0.24 um/px" in widget.model_info.toPlainText()
     assert "7 steps" in widget.model_info.toPlainText()
     assert widget.layer_combo.currentText() == "stack"
     assert widget.pixel_size.value() == pytest.approx(0.24)
-    widget.predict_button.click()
-    qtbot.waitUntil(lambda: widget.last_prediction is not None, timeout=30000)
-    pred = widget.last_prediction
-    assert widget.softmax.heights.shape == (N_BINS,)
-    np.testing.assert_allclose(widget.softmax.heights, pred.softmax)
-    assert widget.values["z"].text() == f"{pred.z_um:+.2f} um"
-    assert widget.values["bimodal"].text() in ("no", "YES (ambiguous)")
+    widget.image.predict_button.click()
+    qtbot.waitUntil(lambda: widget.state.last_prediction is not None, timeout=30000)
+    pred = widget.state.last_prediction
+    assert widget.image.softmax.heights.shape == (N_BINS,)
+    np.testing.assert_allclose(widget.image.softmax.heights, pred.softmax)
+    assert widget.image.values["z"].text() == f"{pred.z_um:+.2f} um"
+    assert widget.image.values["bimodal"].text() in ("no", "YES (ambiguous)")
     # Following the slider: a new slice gives a new prediction.
-    widget.follow_box.setChecked(True)
-    qtbot.waitUntil(lambda: widget.last_prediction is not pred, timeout=30000)
-    second = widget.last_prediction
+    widget.image.follow_box.setChecked(True)
+    qtbot.waitUntil(lambda: widget.state.last_prediction is not pred, timeout=30000)
+    second = widget.state.last_prediction
     viewer.dims.set_current_step(0, 3)
-    qtbot.waitUntil(lambda: widget.last_prediction is not second, timeout=30000)
-    qtbot.waitUntil(lambda: widget._predict_worker is None and _idle(), timeout=30000)
+    qtbot.waitUntil(lambda: widget.state.last_prediction is not second, timeout=30000)
+    qtbot.waitUntil(lambda: not widget.state.predicting and _idle(), timeout=30000)
 
 
 def test_focus_map_layers_are_aligned_with_image(make_napari_viewer, qtbot, tiny_model):
     viewer = make_napari_viewer()
     image = np.random.default_rng(2).random((130, 110)).astype(np.float32)
     layer = viewer.add_image(image, name="field", scale=(0.24, 0.24), translate=(5.0, -3.0))
-    widget = InspectionWidget(viewer, model_path=tiny_model)
-    widget.compute_focus_map()
+    widget = _loaded(qtbot, InspectionWidget(viewer, model_path=tiny_model))
+    widget.image.compute_focus_map()
     qtbot.waitUntil(lambda: "field" + Z_SUFFIX in viewer.layers, timeout=30000)
-    fmap = widget.focus_map
+    fmap = widget.state.focus_map
     zlayer, clayer = viewer.layers["field" + Z_SUFFIX], viewer.layers["field" + CONF_SUFFIX]
     assert zlayer.data.shape == fmap.shape == (2, 2)  # 50 px tiles in 130 x 110 px
     np.testing.assert_allclose(zlayer.data, fmap.z_um, rtol=1e-6)
@@ -100,10 +114,10 @@ def test_focus_map_layers_are_aligned_with_image(make_napari_viewer, qtbot, tiny
             world_from_image = layer.data_to_world((cy[i], cx[j]))
             np.testing.assert_allclose(world_from_map, world_from_image, atol=1e-9)
     # The tile under a world point shows its softmax.
-    idx = widget.show_tile_at(zlayer.world_to_data(layer.data_to_world((cy[1], cx[0]))))
+    idx = widget.image.show_tile_at(zlayer.world_to_data(layer.data_to_world((cy[1], cx[0]))))
     assert idx == (1, 0)
-    np.testing.assert_allclose(widget.softmax.heights, fmap.softmax[1, 0])
-    assert widget.show_tile_at((-5, 0)) is None
+    np.testing.assert_allclose(widget.image.softmax.heights, fmap.softmax[1, 0])
+    assert widget.image.show_tile_at((-5, 0)) is None
     qtbot.waitUntil(_idle, timeout=30000)
 
 
@@ -111,27 +125,28 @@ def test_evaluation_confusion_matrix_and_export(
     make_napari_viewer, qtbot, tiny_model, tiny_dataset, tmp_path
 ):
     viewer = make_napari_viewer()
-    widget = InspectionWidget(viewer, model_path=tiny_model)
-    widget.dataset_path.setText(str(tiny_dataset))
-    widget.baselines_box.setChecked(True)
-    widget.eval_button.click()
-    assert not widget.eval_button.isEnabled() and widget.eval_cancel.isEnabled()
-    qtbot.waitUntil(lambda: widget.result is not None, timeout=20000)
-    result = widget.result
+    widget = _loaded(qtbot, InspectionWidget(viewer, model_path=tiny_model))
+    widget.evaluation.dataset_path.setText(str(tiny_dataset))
+    widget.evaluation.baselines_box.setChecked(True)
+    widget.evaluation.eval_button.click()
+    tab = widget.evaluation
+    assert not tab.eval_button.isEnabled() and tab.eval_cancel.isEnabled()
+    qtbot.waitUntil(lambda: widget.state.result is not None, timeout=20000)
+    result = widget.state.result
     assert result.metrics["n_images"] == 14
     assert result.confusion.shape == (N_BINS, N_BINS)
     rows = result.confusion.sum(axis=1)
     np.testing.assert_allclose(rows[rows > 0], 1.0)  # P(predicted | true) per true bin
-    assert widget.metrics.columnCount() >= 7
-    table = widget.metrics
+    assert widget.evaluation.metrics.columnCount() >= 7
+    table = widget.evaluation.metrics
     methods = [table.verticalHeaderItem(r).text() for r in range(table.rowCount())]
     assert methods[:2] == ["CNN", "CNN argmax"] and len(methods) > 2  # baselines beside the CNN
-    assert widget.metrics.item(0, 0).text() == "14"
-    assert widget.metrics.item(len(methods) - 1, 0).text() == "14"
-    assert [widget.plot_tabs.tabText(i) for i in range(widget.plot_tabs.count())] == [
+    assert widget.evaluation.metrics.item(0, 0).text() == "14"
+    assert widget.evaluation.metrics.item(len(methods) - 1, 0).text() == "14"
+    assert [tab.plot_tabs.tabText(i) for i in range(tab.plot_tabs.count())] == [
         "Confusion", "Error histogram", "Error vs true z"]
-    qtbot.waitUntil(lambda: widget.export_button.isEnabled(), timeout=30000)
-    written = widget.export(tmp_path / "out")
+    qtbot.waitUntil(lambda: widget.evaluation.export_button.isEnabled(), timeout=30000)
+    written = widget.evaluation.export(tmp_path / "out")
     names = {p.name for p in written}
     assert {"confusion.png", "confusion_matrix.csv", "metrics.csv"} <= names
     assert (tmp_path / "out" / "metrics.csv").read_text().startswith("metric,CNN,CNN argmax")
@@ -148,30 +163,30 @@ def test_bad_input_is_notified_and_widget_stays_usable(
     raw = bytearray(tiny_model.read_bytes())
     raw[-20:-10] = bytes(10)
     tampered.write_bytes(bytes(raw))
-    assert widget.load_model(tampered) is False
+    assert _load(qtbot, widget, tampered) is False
     assert "tampered.zfm" in errors[-1]
-    assert widget.predictor is None
-    assert widget.load_model(tmp_path / "missing.zfm") is False and "missing.zfm" in errors[-1]
-    assert widget.load_model(tiny_model)
+    assert widget.state.predictor is None
+    assert _load(qtbot, widget, tmp_path / "missing.zfm") is False and "missing.zfm" in errors[-1]
+    assert _load(qtbot, widget, tiny_model)
     # Missing and empty dataset folders.
-    widget.dataset_path.setText(str(tmp_path / "nowhere"))
-    widget.evaluate()
+    widget.evaluation.dataset_path.setText(str(tmp_path / "nowhere"))
+    widget.evaluation.evaluate()
     assert "nowhere" in errors[-1]
     empty = tmp_path / "empty"
     empty.mkdir()
-    widget.dataset_path.setText(str(empty))
-    widget.evaluate()
-    qtbot.waitUntil(lambda: widget._eval_cancel is None, timeout=30000)
+    widget.evaluation.dataset_path.setText(str(empty))
+    widget.evaluation.evaluate()
+    qtbot.waitUntil(lambda: widget.state.eval_cancel is None, timeout=30000)
     assert "empty" in errors[-1]
     # Image smaller than the model's field; then an unknown pixel size only warns.
     viewer.add_image(np.zeros((20, 20), np.float32), name="small")
-    widget.predict_current()
-    qtbot.waitUntil(lambda: widget._predict_worker is None, timeout=30000)
+    widget.image.predict_current()
+    qtbot.waitUntil(lambda: not widget.state.predicting, timeout=30000)
     assert "unknown" in errors[-2] and "smaller" in errors[-1]
     viewer.add_image(np.random.default_rng(0).random((64, 64)).astype(np.float32), name="big")
     widget.layer_combo.setCurrentText("big")
-    widget.predict_current()
-    qtbot.waitUntil(lambda: widget.last_prediction is not None, timeout=30000)
+    widget.image.predict_current()
+    qtbot.waitUntil(lambda: widget.state.last_prediction is not None, timeout=30000)
     qtbot.waitUntil(_idle, timeout=30000)
 
 
@@ -179,9 +194,9 @@ def test_closing_viewer_during_evaluation_leaves_no_thread(
     make_napari_viewer, qtbot, tiny_model, tiny_dataset
 ):
     viewer = make_napari_viewer()
-    widget = InspectionWidget(viewer, model_path=tiny_model)
+    widget = _loaded(qtbot, InspectionWidget(viewer, model_path=tiny_model))
     viewer.window.add_dock_widget(widget)
-    widget.dataset_path.setText(str(tiny_dataset))
-    widget.evaluate()
+    widget.evaluation.dataset_path.setText(str(tiny_dataset))
+    widget.evaluation.evaluate()
     viewer.close()
     qtbot.waitUntil(_idle, timeout=30000)

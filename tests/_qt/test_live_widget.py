@@ -117,13 +117,15 @@ def test_settings_validation_and_decision_log(
     widget.autofocus_box.setChecked(True)
     qtbot.waitUntil(lambda: len(widget.live.controller.decisions) > 3, timeout=30000)
     widget.stop_live()
+    qtbot.waitUntil(lambda: not widget.loop.running, timeout=30000)  # stop does not wait
     out = tmp_path / "log.csv"
     widget.save_decision_log(out)
     lines = out.read_text().splitlines()
     assert lines[0].startswith("index,") and len(lines) > 3
 
 
-def test_start_without_model_shows_error(make_napari_viewer, monkeypatch, scope, tmp_path):
+def test_start_without_model_shows_error(make_napari_viewer, qtbot, monkeypatch, scope,
+                                         tmp_path):
     errors: list[str] = []
     monkeypatch.setattr("napari_zfocus._qt.live_widget.show_error", errors.append)
     monkeypatch.setattr("napari_zfocus._qt.live_widget.DEMO_MODEL", tmp_path / "absent.zfm")
@@ -134,7 +136,9 @@ def test_start_without_model_shows_error(make_napari_viewer, monkeypatch, scope,
     assert errors and "model" in errors[-1].lower() and not widget.is_live
     bad = tmp_path / "bad.zfm"
     bad.write_bytes(b"\x80\x04 not a model")
-    assert widget.load_model(bad) is False
+    widget.load_model(bad)  # in a worker: the GUI thread never loads a model
+    qtbot.waitUntil(lambda: not widget.model_loading, timeout=30000)
+    assert widget.predictor is None  # not loaded
     assert "bad.zfm" in errors[-1]
 
 
@@ -212,3 +216,31 @@ def test_live_plots_paint_their_data(qtbot) -> None:
     assert trace.n_paints >= 1
     assert list(nice_ticks(0.0, 10.0, 5)) == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
     assert list(nice_ticks(-0.3, 0.3, 3)) == pytest.approx([-0.2, 0.0, 0.2])
+
+
+def test_shutdown_returns_at_once_and_closes_its_microscope_after_the_loop(
+    make_napari_viewer, qtbot, scope
+):
+    import threading
+    import time
+
+    closed_in: list[str] = []
+    close = scope.close
+    scope.close = lambda: (closed_in.append(threading.current_thread().name), close())
+    viewer = make_napari_viewer()
+    widget = LiveAutofocusWidget(viewer, max_fps=200)
+    viewer.window.add_dock_widget(widget)
+    widget.set_microscope(scope, owned=True)  # as if the dock had made it
+    widget.set_predictor(TruthPredictor(scope))
+    widget.start_live()
+    loop = widget.loop
+    qtbot.waitUntil(lambda: loop.frames > 3, timeout=30000)
+    t0 = time.perf_counter()
+    widget.shutdown()
+    assert time.perf_counter() - t0 < 1.0  # never waits on the GUI thread
+    assert widget.closed
+    qtbot.waitUntil(lambda: not loop.running and bool(closed_in), timeout=30000)
+    assert closed_in[0] != threading.current_thread().name  # closed by the loop, after it
+    widget.shutdown()  # idempotent
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=30000)
+    assert len(closed_in) == 1

@@ -130,11 +130,40 @@ def test_close_viewer_while_training(make_napari_viewer, qtbot, dataset, tmp_pat
     widget.start(model_config=mc, train_config=tc)
     qtbot.waitUntil(lambda: widget.run.step >= 1, timeout=60_000)
     widget.viewer.close()
-    assert widget._closed
-    assert QThreadPool.globalInstance().activeThreadCount() == 0
-    assert not [t for t in threading.enumerate() if t not in before and t.is_alive()
-                and not isinstance(t, threading._DummyThread)]
+    assert widget.closed
+    # Closing does not wait: the core finishes its step and saves in its own thread.
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0,
+                    timeout=60_000)
+    qtbot.waitUntil(lambda: not [t for t in threading.enumerate() if t not in before
+                                 and t.is_alive() and not isinstance(t, threading._DummyThread)],
+                    timeout=60_000)
     assert (tmp_path / "m.zfm.ckpt").is_file()  # stopped cleanly, with a checkpoint
+
+
+def test_shutdown_returns_at_once_and_the_run_saves_its_checkpoint_afterwards(
+    make_napari_viewer, qtbot, dataset, tmp_path
+):
+    import time
+
+    from qtpy.QtCore import QThreadPool
+
+    widget = _widget(make_napari_viewer, dataset)
+    mc, tc = _configs(tmp_path / "m.zfm", steps=100_000)
+    assert widget.start(model_config=mc, train_config=tc)
+    qtbot.waitUntil(lambda: widget.run.step >= 1, timeout=60_000)
+    token = widget.cancel_token
+    t0 = time.perf_counter()
+    widget.shutdown()
+    assert time.perf_counter() - t0 < 1.0  # no wait on the GUI thread
+    assert widget.closed and token is not None and token.cancelled
+    widget.shutdown()  # idempotent
+    assert not widget.start(model_config=mc, train_config=tc)  # a closed dock starts nothing
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0,
+                    timeout=60_000)
+    from napari_zfocus.training.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "m.zfm.ckpt")["step"] >= 1
+    assert (tmp_path / "m.zfm").is_file()  # the model written on cancel
 
 
 def test_loss_plot_redraws_at_most_every_interval(qtbot):

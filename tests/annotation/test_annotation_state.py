@@ -9,12 +9,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_zfocus.annotation.state import (
-    MARK_SOURCE_COLUMN,
-    AnnotationState,
-    StackState,
-    discover_stacks,
-)
+from napari_zfocus.annotation.annotation_state import MARK_SOURCE_COLUMN, AnnotationState
+from napari_zfocus.annotation.captions import overlay_text
+from napari_zfocus.annotation.stacks import StackState, discover_stacks
 from napari_zfocus.data import read_dataset, write_stack
 from napari_zfocus.errors import ZFocusError
 
@@ -110,7 +107,7 @@ def test_suggestion_kept_in_memory_until_confirmed(folder):
     session.set_suggestion(3, "classic")
     assert session.entry().state is StackState.SUGGESTED
     assert not (folder / "annotations.csv").exists()
-    assert "suggested (classic): slice 3" in session.overlay_text(1)
+    assert "suggested (classic): slice 3" in overlay_text(session, 1)
     session.confirm_suggestion()
     assert session.entry().state is StackState.MARKED
     assert _rows(folder)[0][MARK_SOURCE_COLUMN] == "suggestion:classic"
@@ -123,8 +120,8 @@ def test_overlay_text_and_distance(folder):
     assert session.distance_um(3) is None
     session.mark(1)
     assert session.distance_um(3) == pytest.approx(1.0)
-    assert session.overlay_text(3) == "marked: slice 1 | this slice: +1.0 um from focus"
-    assert session.overlay_text(0) == "marked: slice 1 | this slice: -0.5 um from focus"
+    assert overlay_text(session, 3) == "marked: slice 1 | this slice: +1.0 um from focus"
+    assert overlay_text(session, 0) == "marked: slice 1 | this slice: -0.5 um from focus"
 
 
 def test_sizes_metadata_defaults_and_edits(folder):
@@ -195,7 +192,7 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
 def test_suggest_slice_classic_and_model(tmp_path):
     """Classic: the contrast dip of a simulated stack; model: the slice with z nearest 0."""
     pytest.importorskip("torch")
-    from napari_zfocus.annotation.state import suggest_slice
+    from napari_zfocus.annotation.slice_suggestion import suggest_slice
     from napari_zfocus.model.config import ModelConfig
     from napari_zfocus.model.inference import Predictor
     from napari_zfocus.model.io import save_model
@@ -221,7 +218,7 @@ def test_suggest_slice_classic_and_model(tmp_path):
 def test_a_symlink_out_of_the_folder_is_refused_when_the_stack_is_opened(tmp_path):
     import numpy as np
 
-    from napari_zfocus.annotation.state import AnnotationState
+    from napari_zfocus.annotation.annotation_state import AnnotationState
     from napari_zfocus.data import write_stack
     from napari_zfocus.errors import DatasetError
 
@@ -237,3 +234,71 @@ def test_a_symlink_out_of_the_folder_is_refused_when_the_stack_is_opened(tmp_pat
     assert session.stack_path(names.index("inside.tif")) == folder / "inside.tif"
     with pytest.raises(DatasetError, match="outside"):
         session.stack_path(names.index("link.tif"))
+
+
+def _record(session: AnnotationState) -> list[tuple[str, object]]:
+    """Every signal the session emits, in order."""
+    events: list[tuple[str, object]] = []
+    session.entry_changed.connect(lambda p: events.append(("entry", p)))
+    session.selected.connect(lambda p: events.append(("selected", p)))
+    session.saved.connect(lambda path: events.append(("saved", path.name)))
+    return events
+
+
+def test_every_change_is_announced_after_it_is_saved(folder):
+    session = AnnotationState.open_folder(folder)
+    events = _record(session)
+    session.select(1)
+    session.opened(5, 0.5, 0.1)
+    assert events == [("selected", 1), ("entry", 1)]
+    events.clear()
+    session.mark(2)
+    assert events == [("saved", "annotations.csv"), ("entry", 1)]
+    events.clear()
+    session.select(0)
+    session.undo()  # back on stack 1: its row is gone from the file, then the views hear it
+    assert events == [("selected", 0), ("saved", "annotations.csv"), ("entry", 1),
+                      ("selected", 1)]
+    events.clear()
+    session.set_sizes(pixel_size_um=0.2)  # unmarked: nothing to save, the view still updates
+    assert events == [("entry", 1)]
+    session.set_sizes(pixel_size_um=0.2)  # no change: no event
+    assert events == [("entry", 1)]
+
+
+def test_suggestion_planning_and_dropping_a_source(folder):
+    session = AnnotationState.open_folder(folder)
+    events = _record(session)
+    assert session.next_to_suggest("classic") == 0  # the current stack first
+    assert session.accept_suggestion("s1.tif", 2, "classic") == 0
+    assert session.accept_suggestion("gone.tif", 1, "classic") is None  # another dataset's
+    assert events == [("entry", 0)]
+    assert session.next_to_suggest("classic") == 1  # then the next unmarked one
+    session.accept_suggestion("s2.tif", 1, "classic")
+    assert session.next_to_suggest("classic") is None  # all prepared
+    assert session.next_to_suggest("model") == 0  # a model's suggestions replace them
+    events.clear()
+    session.drop_suggestions("classic")
+    assert events == [("entry", 0), ("entry", 1)]
+    assert [e.state for e in session.entries] == [StackState.UNMARKED] * 3
+    session.opened(5, 0.5, 0.1)
+    session.mark(1)  # a marked stack needs no suggestion
+    assert not session.needs_suggestion(0, "model")
+    assert session.next_to_suggest("model") == 1
+
+
+def test_captions_say_where_each_stack_stands(folder):
+    from napari_zfocus.annotation import captions
+
+    session = AnnotationState.open_folder(folder)
+    session.opened(5, 0.5, 0.1)
+    entry = session.entry()
+    assert captions.entry_label(entry) == ("\u00b7  s1.tif   (unmarked)", "#9a9a9a")
+    assert captions.suggestion_text(entry, computing=True) == "suggestion: computing\u2026"
+    session.set_suggestion(2, "classic")
+    assert captions.layer_name(entry) == "s1.tif ? slice 2"
+    assert "press Enter to confirm" in overlay_text(session, 0)
+    session.confirm_suggestion()
+    assert captions.suggestion_text(entry) == "marked: slice 2 (suggestion:classic)"
+    assert captions.stack_title(session) == "s1.tif  \u2014  5 slices  (1 of 3)"
+    assert captions.entry_label(entry)[0] == "\u2713  s1.tif   (slice 2)"

@@ -72,8 +72,8 @@ def test_bad_input() -> None:
 @pytest.fixture(scope="module")
 def simulated():
     simulation = pytest.importorskip(
-        "napari_zfocus.simulation.stack",
-        reason="simulator (napari_zfocus.simulation.stack) not importable yet",
+        "napari_zfocus.simulation.simulated_stack",
+        reason="simulator (napari_zfocus.simulation.simulated_stack) not importable yet",
     )
     params = simulation.SimulationParams(shape=(192, 192), n_slices=21)
     return [simulation.simulate_stack(params, seed=seed) for seed in (101, 102, 103)]

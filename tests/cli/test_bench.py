@@ -50,6 +50,7 @@ def test_bench_json_is_the_last_line(model: Path, capsys) -> None:
     d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(d) >= KEYS
     assert d["frames"] == 5 and d["warmup"] == 1 and d["device"] == "cpu"
+    assert d["frames_requested"] == 5 and d["interrupted"] is False
     assert d["frame_shape"] == list(FRAME_SHAPE) == [1552, 2080]
     assert 0 < d["latency_ms_p50"] <= d["latency_ms_p99"]
     assert d["frames_per_second"] > 0 and d["threads"] == torch.get_num_threads()
@@ -61,16 +62,16 @@ def test_tcmalloc_rerun_sets_preload_and_guard(model: Path, monkeypatch) -> None
 
     calls = []
 
-    class Done:
-        returncode = 0
+    class FakeChild:
+        def __init__(self, argv, env):
+            calls.append((argv, env))
 
-    def fake_run(argv, env, check):
-        calls.append((argv, env))
-        return Done()
+        def wait(self):
+            return 0
 
     monkeypatch.setattr(bench, "tcmalloc_library", lambda: "/fake/libtcmalloc_minimal.so.4")
     monkeypatch.setattr(bench, "allocator_in_use", lambda: "default")
-    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    monkeypatch.setattr(bench.subprocess, "Popen", FakeChild)
     monkeypatch.delenv(bench.CHILD_ENV, raising=False)
     assert main(["bench", str(model), "--frames", "3", "--json"]) == 0
     ((argv, env),) = calls
@@ -105,3 +106,27 @@ def test_bad_input_exits_2(model: Path, tmp_path: Path, capsys, args, message) -
         torch.save({"x": 1}, target)
     assert main(["bench", str(target), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_ctrl_c_reports_the_frames_timed_and_exits_130(model: Path, monkeypatch, capsys) -> None:
+    """Ctrl-C (KeyboardInterrupt inside a timed frame) ends the run: the JSON covers only
+    the frames actually timed, says so, and the exit code is 130, not 0."""
+    from napari_zfocus.model.inference import Predictor
+
+    real = Predictor.predict
+    calls = []
+
+    def predict_then_ctrl_c(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # warmup 1 + 2 timed frames, then Ctrl-C in the 3rd
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "predict", predict_then_ctrl_c)
+    code = main(["bench", str(model), "--frames", "1000", "--warmup", "1", "--device", "cpu",
+                 "--allocator", "default", "--json"])
+    captured = capsys.readouterr()
+    assert code == 130
+    d = json.loads(captured.out.strip().splitlines()[-1])
+    assert d["frames"] == 2 and d["frames_requested"] == 1000 and d["interrupted"] is True
+    assert "interrupted after 2 of 1000" in captured.err

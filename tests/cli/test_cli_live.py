@@ -104,3 +104,60 @@ def test_live_and_demo_import_no_gui_torch_or_pymmcore():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _fake_hardware(monkeypatch, tmp_path, *, camera_dies: bool = False):
+    """``--mm-config`` on the simulated microscope: the core loader, adapter and model are
+    replaced, so the hardware command's own loop runs without Micro-Manager."""
+    import napari_zfocus.live.headless as session
+    import napari_zfocus.live.mmcore as mmcore
+    from napari_zfocus.live.scenes import PatternRenderer
+    from napari_zfocus.live.simulated_microscope import (
+        OraclePredictor,
+        SimulatedMicroscope,
+        SimulatedMicroscopeSettings,
+    )
+
+    class Scope(SimulatedMicroscope):
+        snaps = 0
+
+        def snap(self):
+            Scope.snaps += 1
+            if camera_dies and Scope.snaps > 3:  # after the lock frames
+                raise RuntimeError("camera unplugged")
+            return super().snap()
+
+    scope = Scope(SimulatedMicroscopeSettings(shape=(32, 32)),
+                  renderer=PatternRenderer((32, 32)))
+    monkeypatch.setattr(mmcore, "load_mmcore", lambda cfg: object())
+    monkeypatch.setattr(mmcore, "MMCoreMicroscope", lambda core: scope)
+    monkeypatch.setattr(session, "load_predictor", lambda model: OraclePredictor(scope, 0.2))
+    cfg = tmp_path / "scope.cfg"
+    cfg.write_text("# a Micro-Manager configuration\n")
+    return cfg
+
+
+def test_live_hardware_steps_prints_each_frame_and_stops_at_frames(tmp_path, capsys,
+                                                                   monkeypatch):
+    cfg = _fake_hardware(monkeypatch, tmp_path)
+    rc = main(["live", "--mm-config", str(cfg), "--frames", "4", "--interval-s", "0.01",
+               "--json"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    d = json.loads(captured.out.strip().splitlines()[-1])
+    assert d["frames"] == 4 and not d["stopped"]
+    err = captured.err.strip().splitlines()
+    assert "locked at estimate" in err[0]
+    assert len([line for line in err if " s: stage " in line]) == 4
+
+
+def test_live_hardware_camera_failure_is_a_safe_stop_not_a_crash(tmp_path, capsys,
+                                                                 monkeypatch):
+    cfg = _fake_hardware(monkeypatch, tmp_path, camera_dies=True)
+    rc = main(["live", "--mm-config", str(cfg), "--interval-s", "0.01", "--json"])
+    assert rc == 1  # the safe stop ends the session: no --frames needed
+    captured = capsys.readouterr()
+    d = json.loads(captured.out.strip().splitlines()[-1])
+    assert d["stopped"] and "camera" in d["stop_reason"]
+    assert d["frames"] == 5  # the default max_failures, in a row
+    assert "Traceback" not in captured.err

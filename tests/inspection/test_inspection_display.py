@@ -9,13 +9,17 @@ import pytest
 
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.inspection.display import (
-    METRIC_ROWS,
     describe_model,
+    describe_model_text,
     displayed_plane,
     focus_map_transform,
-    metrics_table,
     pixel_size_from_layer,
     tile_index,
+)
+from napari_zfocus.inspection.metrics_table import (
+    METRIC_ROWS,
+    metrics_table,
+    text_table,
     write_metrics_csv,
 )
 from napari_zfocus.model.config import ModelConfig
@@ -110,3 +114,20 @@ def test_metrics_table_and_csv(tmp_path) -> None:
     assert lines[0] == "metric,CNN,CNN argmax,brenner"
     assert lines[2] == "within_1um,0.5,0.4,0.1"
     assert lines[-1] == "sign_accuracy,0.9,,"
+
+
+def test_model_text_aligns_labels() -> None:
+    text = describe_model_text([("field", "12 um"), ("architecture", "x")])
+    assert text.splitlines() == ["field         12 um", "architecture  x"]
+
+
+def test_cli_text_table_always_has_the_argmax_column_and_baseline_note() -> None:
+    summary = {"n_images": 4, "within_1um": 0.5, "sign_accuracy": None,
+               "baselines": {"brenner": {"n_images": 4, "bias_um": 0.25}}}
+    lines = text_table(summary).splitlines()
+    assert lines[0].split() == ["metric", "CNN", "CNN", "argmax", "brenner"]
+    assert lines[1].split() == ["images", "4", "n/a", "4"]
+    assert lines[3].split()[-3:] == ["50.0%", "n/a", "n/a"]
+    assert lines[5].split()[-1] == "+0.25"
+    assert lines[-1].startswith("(baselines:")
+    assert "baselines" not in text_table({"n_images": 1})

@@ -105,3 +105,63 @@ def test_settings_replaced_and_validated() -> None:
     with pytest.raises(ZFocusError, match="gain"):
         live.set_settings(bad)
     assert live.controller.settings.dead_band_um == 2.0  # the old settings stay
+
+
+def test_signals_announce_lock_autofocus_settings_and_messages_without_qt(tmp_path) -> None:
+    scope = OffsetScope()
+    live = LiveAutofocus(TruthPredictor(), scope)
+    seen: list[tuple] = []
+    live.locked.connect(lambda z: seen.append(("locked", z)))
+    live.unlocked.connect(lambda: seen.append(("unlocked",)))
+    live.autofocus_changed.connect(lambda on: seen.append(("autofocus", on)))
+    live.settings_changed.connect(lambda s: seen.append(("settings", s.dead_band_um)))
+    live.message.connect(lambda kind, text: seen.append((kind, text)))
+    live.lock(0.0)
+    live.set_autofocus(True)
+    live.set_settings(ControllerSettings(dead_band_um=2.0))
+    live.unlock()
+    live(scope.snap())
+    log = tmp_path / "log.csv"
+    live.run_command(lambda lv: lv.export_log(log))
+    assert log.read_text().startswith("index,")
+    assert seen == [("locked", 0.0), ("autofocus", True), ("settings", 2.0), ("unlocked",),
+                    ("info", f"Decision log saved to {log}")]
+
+
+def test_refused_commands_become_error_messages_and_a_failed_lock_unlocks(tmp_path) -> None:
+    scope = OffsetScope()
+    predictor = TruthPredictor()
+    live = LiveAutofocus(predictor, scope)
+    seen: list[tuple] = []
+    live.unlocked.connect(lambda: seen.append(("unlocked",)))
+    live.locked.connect(lambda z: seen.append(("locked", z)))
+    live.message.connect(lambda kind, text: seen.append((kind, text)))
+    bad = ControllerSettings()
+    bad.gain = 5.0
+    live.run_command(lambda lv: lv.set_settings(bad))  # refused, reported, not raised
+    assert seen[-1][0] == "error" and "gain" in seen[-1][1]
+    (tmp_path / "a_file").write_text("x")
+    target = tmp_path / "a_file" / "log.csv"  # its folder is a file: cannot be written
+    live.run_command(lambda lv: lv.export_log(target))
+    assert seen[-1][0] == "error" and str(target) in seen[-1][1]
+    predictor.fail = True  # no estimate: locking on "the current estimate" must fail
+    with pytest.raises(ZFocusError):
+        live.lock()
+    assert seen[-1] == ("unlocked",) and math.isnan(live.locked_um)
+    with pytest.raises(RuntimeError):  # not a user error: it ends the loop, as before
+        live.run_command(lambda lv: (_ for _ in ()).throw(RuntimeError("bug")))
+
+
+def test_load_predictor_describes_the_model(tmp_path) -> None:
+    pytest.importorskip("torch")
+    from _tiny import write_untrained_model
+    from napari_zfocus.live.autofocus import load_predictor
+
+    path = write_untrained_model(tmp_path / "m.zfm")
+    predictor, text = load_predictor(path)
+    assert text.startswith("m.zfm: ") and "bins of" in text
+    assert predictor.config.n_bins > 0
+    bad = tmp_path / "bad.zfm"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ZFocusError, match="bad.zfm"):
+        load_predictor(bad)

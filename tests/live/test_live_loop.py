@@ -169,3 +169,53 @@ def test_armed_loop_queues_commands_and_stop_before_start_finishes_it() -> None:
     loop.stop()
     thread.join(30)
     assert ran == [1, 2]
+
+
+def test_drive_frames_polls_stop_runs_hooks_and_closes_the_source() -> None:
+    from napari_zfocus.live.frame_loop import drive_frames
+
+    closed: list[bool] = []
+    calls: list[str] = []
+
+    def source():
+        try:
+            for i in range(100):
+                calls.append(f"grab {i}")
+                yield i
+        finally:
+            closed.append(True)
+
+    waits: list[float] = []
+    results = drive_frames(
+        source(), lambda i: 10 * i, should_stop=lambda: len(calls) >= 6,
+        before_frame=lambda: calls.append("before"), period_s=60.0, wait=waits.append,
+        first_seq=7,
+    )
+    got = [(r.seq, r.frame, r.output) for r in results]
+    # stop is polled before the hook, the hook runs before each grab: 3 frames, then stop.
+    assert got == [(7, 0, 0), (8, 1, 10), (9, 2, 20)]
+    assert calls == ["before", "grab 0", "before", "grab 1", "before", "grab 2"]
+    assert len(waits) == 3 and all(0 < w <= 60.0 for w in waits)  # paced to the period
+    assert closed == [True]
+
+
+def test_drive_frames_ends_with_a_finite_source_and_closes_on_break() -> None:
+    from napari_zfocus.live.frame_loop import drive_frames
+
+    assert [r.output for r in drive_frames(iter([None, None]), lambda f: "step")] == [
+        "step", "step"]  # None is a frame ("the step snaps itself"), not the end
+    closed: list[bool] = []
+
+    def endless():
+        try:
+            while True:
+                yield 1
+        finally:
+            closed.append(True)
+
+    results = drive_frames(endless(), lambda f: f)
+    for n, _ in enumerate(results, 1):
+        if n == 3:
+            break
+    results.close()
+    assert closed == [True]

@@ -216,9 +216,9 @@ def test_stage_found_outside_the_travel_window_is_walked_back_one_step_per_frame
         # The sample (at z = 0) says: go back down.
         predictor.next = Prediction(0.0 - scope.z, 0.9, False)
         moves.append(controller.step().move_um)
-    assert max(abs(m) for m in moves) <= 3.0 + 1e-9
+    assert max(abs(m) for m in moves) <= 3.0  # exact: no rounding slack
     assert moves[0] == -3.0
-    assert scope.z <= 75.0 + 1e-9  # walked back inside within 25 frames
+    assert scope.z <= 75.0  # walked back inside within 25 frames
 
 
 def test_outside_the_limits_a_correction_away_from_them_is_held_with_a_reason():
@@ -258,3 +258,32 @@ def test_lock_refused_when_the_stage_position_cannot_be_read():
     else:  # pragma: no cover
         raise AssertionError("lock without a readable stage position must be refused")
     assert controller.locked_um is None
+
+
+@settings(max_examples=500)
+@given(current=FINITE, step=STEPS, far=st.sampled_from([-1e6, 1e6]))
+def test_a_full_step_is_never_longer_than_the_max_step_not_even_by_rounding(current, step, far):
+    # A hostile pass measured moves of 3.0000000000000036 um with a 3 um max step: the
+    # controller computed current + 3 and the float sum rounded past it.
+    target = safe_target(current, current + far, -1e5, 1e5, step)
+    assert target is not None
+    assert abs(target - current) <= step
+    assert abs(target - current) > step - 1e-9  # and still (almost) a full step
+
+
+def test_a_sum_that_rounds_past_the_step_is_backed_off():
+    current, step = -146.95858455634698, 2.9
+    assert (current + step) - current > step  # the naive target would move too far
+    target = safe_target(current, 100.0, -200.0, 200.0, step)
+    assert target is not None and 0 < target - current <= step
+
+
+def test_a_vanishing_gain_holds_without_blaming_the_limits():
+    scope = ObedientMicroscope(z=0.0)
+    predictor = ScriptPredictor()
+    controller = FocusController(predictor, scope, ControllerSettings(gain=1e-300))
+    controller.lock(0.0)
+    predictor.next = Prediction(5.0, 0.9, False)
+    d = controller.step()
+    assert d.action == "hold" and d.reason == "in_dead_band" and "below" in d.message
+    assert scope.commanded == []

@@ -149,3 +149,29 @@ def test_compile_failure_falls_back_to_eager(model_path: Path, monkeypatch) -> N
         p = Predictor.from_file(model_path, device="cpu", compile=True)
     assert not p.compiled
     assert p.predict(np.random.rand(60, 60), 0.24).softmax.shape == (11,)
+
+
+def test_construction_leaves_torch_threads_alone_unless_asked(model_path: Path) -> None:
+    from napari_zfocus.model.inference import available_cores
+
+    before = torch.get_num_threads()
+    # A setting the old default (every available core) would have overwritten.
+    mine = 1 if available_cores() != 1 else 2
+    asked = mine + 1
+    try:
+        torch.set_num_threads(mine)
+        Predictor.from_file(model_path, device="cpu")
+        assert torch.get_num_threads() == mine  # a library object: no global change
+        chosen = Predictor.from_file(model_path, device="cpu", num_threads=asked)
+        assert torch.get_num_threads() == asked == chosen.num_threads  # explicit opt-in
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cudnn_autotuning_is_on_only_while_predicting() -> None:
+    from napari_zfocus.model.inference import _cudnn_benchmark
+
+    before = torch.backends.cudnn.benchmark
+    with _cudnn_benchmark():
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark == before  # restored: no lasting global change

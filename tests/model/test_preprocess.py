@@ -123,3 +123,14 @@ def test_centre_crop_and_batch(config: ModelConfig) -> None:
     assert x.shape == (2, 1, 50, 50)
     with pytest.raises(ZFocusError, match="pixel sizes"):
         prepare_batch([np.random.rand(60, 60)], [0.24, 0.24], config)
+
+
+def test_normalise_survives_values_whose_variance_overflows_float32() -> None:
+    """1e37 counts are finite in float32 but their variance is not: the z-score must not
+    turn into NaN (a NaN input reads as a broken model)."""
+    x = torch.rand(2, 1, 16, 16) + 1.0
+    out = normalise(x * 1e37)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, normalise(x), atol=1e-4, rtol=1e-4)
+    mixed = torch.stack([x[0] * 1e37, x[1]])  # only the huge image is rescaled
+    torch.testing.assert_close(normalise(mixed), normalise(x), atol=1e-4, rtol=1e-4)

@@ -73,3 +73,17 @@ def test_edge_mode_and_softmax() -> None:
     assert np.all(np.isfinite(s)) and np.allclose(s.sum(axis=1), 1.0)
     with pytest.raises(ValueError, match="bins"):
         readout(np.ones(5) / 5, CENTRES)
+
+
+def test_non_finite_softmax_reads_as_nan_not_as_uniform() -> None:
+    """NaN logits (a broken model) used to read as a uniform softmax: z -3.5, confidence 0.18."""
+    good = gaussian(1.0, 0.6)
+    bad = np.full_like(good, np.nan)
+    inf = good.copy()
+    inf[3] = np.inf
+    r = readout(np.stack([good, bad, inf]), CENTRES)
+    assert np.isfinite(r.z_um[0]) and abs(float(r.z_um[0]) - 1.0) < 0.1
+    for i in (1, 2):
+        assert np.isnan(r.z_um[i]) and np.isnan(r.confidence[i]) and np.isnan(r.entropy[i])
+        assert not r.bimodal[i]
+    assert np.isnan(readout(softmax(np.full(len(CENTRES), np.inf)), CENTRES).z_um)

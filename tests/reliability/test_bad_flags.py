@@ -9,6 +9,7 @@ line too. An unexpected exception (a bug) is one line and exit code 1.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,55 @@ def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(suggest, "run", interrupted)
     result = run_cli("suggest", IMAGE)
     assert result.code == 130 and result.err_lines == ["zfocus suggest: interrupted"]
+
+
+def test_closed_stdout_pipe_exits_quietly_141(tmp_path: Path) -> None:
+    """``zfocus suggest --json X | true``: the reader is gone before anything is written.
+    A quiet exit as for a tool killed by SIGPIPE: 141, nothing on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from napari_zfocus.data import write_stack
+
+    stack = tmp_path / "s.tif"
+    data = np.random.default_rng(0).integers(100, 4000, (7, 64, 64), dtype=np.uint16)
+    write_stack(stack, data, z_step_um=1.0, pixel_size_um=0.24)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the child starts: its first write fails for sure
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "napari_zfocus.cli", "suggest", "--json", str(stack)],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+            env=dict(os.environ, ZFOCUS_NO_TCMALLOC="1"))
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (141, "")
+
+
+@pytest.mark.parametrize("model", ["nope.zfm", "DIR"])
+def test_demo_with_a_bad_model_prints_only_its_error(model: str, tmp_path: Path) -> None:
+    """The banner comes with the first frame: a session that cannot start is one line."""
+    path = tmp_path if model == "DIR" else tmp_path / model
+    assert_refused(run_cli("demo", "--headless", "--model", path, "--minutes", "0.1"), path)
+
+
+@pytest.mark.parametrize("flag", [["--json"], ["--minutes", "5"], ["--oracle-noise", "0.1"]],
+                         ids=lambda f: f[0])
+def test_demo_refuses_headless_flags_without_headless(flag: list[str]) -> None:
+    assert_refused(run_cli("demo", *flag), flag[0], "only applies to --headless")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11/Wayland displays")
+def test_demo_without_a_display_is_refused_not_aborted_by_qt(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_zfocus.cli.demo import check_gui_possible
+
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    assert_refused(run_cli("demo"), "no display", "--headless")
+    # An off-screen Qt platform needs no display: the GUI may start.
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    check_gui_possible(build_parser().parse_args(["demo"]))

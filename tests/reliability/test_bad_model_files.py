@@ -398,3 +398,92 @@ def test_bogus_device_is_one_line_in_every_command(files, command: str) -> None:
         "bench": ("bench", files["model"], "--frames", "1", "--allocator", "default"),
     }[command]
     assert_refused(run_cli(*argv, "--device", "bogus"), "device", "bogus")
+
+
+# ------------------------------------------------------------------ models that compute NaN
+
+
+def _bn_model(d: Path) -> Path:
+    torch.manual_seed(1)
+    config = ModelConfig(**dict(TINY, batchnorm=True))
+    return save_model(d / "bn.zfm", build_network(config).eval(), config)
+
+
+def test_negative_batchnorm_variance_is_refused_on_load(files, tmp_path: Path) -> None:
+    """A re-sealed file whose BatchNorm variance is negative computes NaN for every image
+    (it answered z = -3.5 um, confidence 0.18): refused before any prediction."""
+    good = _bn_model(tmp_path)
+    sd = _state(good)
+    name = next(k for k in sd if k.endswith("running_var"))
+    sd[name] = -torch.ones_like(sd[name])
+    bad = rewrite_model(good, tmp_path / "bad.zfm", tensors=sd, reseal="v2")
+    snap = Snapshot(tmp_path, files["image"])
+    line = assert_refused(run_cli("predict", bad, files["image"], "--pixel-size", "0.24"),
+                          bad, name)
+    assert "negative" in line
+    assert_refused(run_cli("eval", bad, files["dataset"], "--no-progress"), bad, "negative")
+    snap.assert_unchanged()
+    assert run_cli("predict", good, files["image"], "--pixel-size", "0.24").code == 0
+
+
+def _huge_weights(f: dict[str, Path], out: Path) -> Path:
+    """Every weight x1e30: finite tensors (nothing to refuse on load), inf activations."""
+    sd = {k: v * 1e30 if k.endswith("weight") else v for k, v in _state(f["model"]).items()}
+    return rewrite_model(f["model"], out, tensors=sd, reseal="v2")
+
+
+def test_model_computing_non_finite_output_is_refused(files, tmp_path: Path) -> None:
+    bad = _huge_weights(files, tmp_path / "huge.zfm")
+    snap = Snapshot(tmp_path, files["image"], files["dataset"])
+    line = assert_refused(run_cli("predict", bad, files["image"], "--pixel-size", "0.24",
+                                  "--json"), bad, files["image"])
+    assert "produced non-finite output" in line
+    line = assert_refused(run_cli("eval", bad, files["dataset"], "--no-progress"), bad)
+    assert "produced non-finite output" in line
+    snap.assert_unchanged()
+
+
+def test_live_counts_non_finite_output_as_a_failure(files, tmp_path: Path) -> None:
+    """The live loop gets NaN (not an exception, not a made-up z) and counts a failure."""
+    from napari_zfocus.live.controller_settings import PREDICTION_NAN, ControllerSettings
+    from napari_zfocus.live.frame_reading import read_frame
+    from napari_zfocus.live.microscope import Frame
+    from napari_zfocus.model.inference import Predictor
+
+    predictor = Predictor.from_file(_huge_weights(files, tmp_path / "huge.zfm"), device="cpu")
+    image = tifffile.imread(files["image"])
+    pred = predictor.predict(image, 0.24)
+    assert np.isnan(pred.z_um) and np.isnan(pred.confidence)
+    settings = ControllerSettings(min_confidence=0.1)
+    estimate, reason, _ = read_frame(Frame(image, 0.0, 0.0), predictor, 0.24, settings)
+    assert reason == PREDICTION_NAN
+    with pytest.raises(ZFocusError, match="huge.zfm: produced non-finite output"):
+        predictor.predict_batch([image, image], 0.24)
+
+
+# ------------------------------------------------------------------ the z grid of new models
+
+
+def test_z_range_of_new_models_must_be_whole_bins(files, tmp_path: Path) -> None:
+    """3 um bins over -5..5 gave centres -5, -2, 1, 4: no bin at focus."""
+    with pytest.raises(ZFocusError, match=r"bin_um 3 .*z_min_um -5 .*z_max_um 5.* -6 6$"):
+        ModelConfig(**dict(TINY, bin_um=3.0)).check_bin_grid()
+    ModelConfig(**dict(TINY, bin_um=2.5)).check_bin_grid()  # 4 bins of 2.5 um: fine
+    ModelConfig(bin_um=0.1, z_min_um=-2.0, z_max_um=2.0).check_bin_grid()  # rounding-safe
+    out = tmp_path / "m.zfm"
+    snap = Snapshot(files["dataset"])
+    line = assert_refused(run_cli("train", files["dataset"], "--out", out, "--steps", "1",
+                                  "--bin-um", "3", "--z-range", "-5", "5", "--no-progress"),
+                          "bin_um", "z_min_um", "z_max_um")
+    assert "whole bins" in line
+    snap.assert_unchanged()
+    assert not out.exists()
+
+
+def test_models_with_a_partial_bin_still_load(tmp_path: Path) -> None:
+    """The paper study's 3 um bins over +/-20 um (14 bins, -20..19) were trained and
+    published: such files keep loading; only new training refuses the grid."""
+    config = ModelConfig(**dict(TINY, bin_um=3.0, z_min_um=-20.0, z_max_um=20.0))
+    assert config.n_bins == 14
+    path = save_model(tmp_path / "study.zfm", build_network(config), config)
+    assert load_model(path).config == config

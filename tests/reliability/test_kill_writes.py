@@ -8,6 +8,10 @@ must remove the temporary files the killed writer left behind.
 
 Writers are forked from this process (torch is imported once), so each kill costs
 milliseconds; every wait polls with a generous timeout instead of assuming a speed.
+
+Then the faults a scheduler or a full disk cause: SIGTERM during ``zfocus train`` saves like
+Ctrl-C, and a write that fails (file-size limit, standing in for a full disk) is one error
+line naming the file, with nothing half-written left behind.
 """
 
 from __future__ import annotations
@@ -216,3 +220,130 @@ def test_killed_annotation_writer_leaves_a_complete_annotations_csv(tmp_path):
     write_annotations(folder, _annotations(3))
     assert _temps(csv_path) == []
     assert len(read_dataset(folder, check_stacks=False).annotations) == 3
+
+
+# --------------------------------------------------------------- SIGTERM, failed writes
+
+#: A tiny, fast training: 32 px input, 2 images per step, one thread, no validation.
+TRAIN = ["--pixel-size-um", "1", "--field-um", "32", "--z-range", "-5", "5", "--batch", "2",
+         "--threads", "1", "--no-progress", "--val-fraction", "0"]
+
+
+def _forked_cli(argv: list[object], result, fsize_limit: int | None = None) -> None:
+    """Run ``zfocus ARGV`` in this forked process (torch is already imported: fast), under
+    a file-size limit if asked; put (exit code, stderr) into ``result``."""
+    from _reliability import run_cli
+
+    _in_forked_writer()
+    if fsize_limit is not None:
+        _limit_file_size(fsize_limit)
+    outcome = run_cli(*argv)
+    result.put((outcome.code, outcome.err))
+
+
+def _limit_file_size(limit: int) -> None:
+    """Writes beyond ``limit`` bytes fail with EFBIG, as on a full disk (SIGXFSZ, which
+    would kill the process instead, is ignored)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def _start(argv: list[object], fsize_limit: int | None = None):
+    result = FORK.Queue()
+    proc = FORK.Process(target=_forked_cli, args=(argv, result, fsize_limit))
+    proc.start()
+    return proc, result
+
+
+def _finish(proc, result) -> tuple[int, str]:
+    try:
+        code, err = result.get(timeout=3 * TIMEOUT_S)
+    finally:
+        proc.join(TIMEOUT_S)
+        if proc.is_alive():
+            _kill(proc)
+    assert "Traceback" not in err and "internal error" not in err, err
+    return code, err
+
+
+def _small_dataset(tmp_path: Path) -> Path:
+    from _tiny import write_noise_dataset
+
+    return write_noise_dataset(tmp_path / "ds", 2, (11, 40, 40), 5, pixel_size_um=1.0)
+
+
+def test_sigterm_during_training_saves_checkpoint_and_model_like_ctrl_c(tmp_path):
+    ds = _small_dataset(tmp_path)
+    out, ckpt, lock = (tmp_path / n for n in ("m.zfm", "m.zfm.ckpt", "m.zfm.lock"))
+    proc, result = _start(["train", ds, "--out", out, "--steps", 10**7,
+                           "--checkpoint-every", 2, *TRAIN])
+    try:
+        _wait(ckpt.exists, "the first checkpoint", proc)
+        assert lock.read_text().startswith(f"{proc.pid}@")  # held while training
+    except BaseException:
+        _kill(proc)
+        raise
+    os.kill(proc.pid, signal.SIGTERM)
+    code, err = _finish(proc, result)
+    assert code == 143, err
+    assert "stopping on SIGTERM" in err
+    state = load_checkpoint(ckpt)
+    assert state["step"] >= 2
+    assert load_model(out).metadata["training"]["steps"] >= state["step"]  # not older
+    assert not lock.exists() and _temps(out) == [] and _temps(ckpt) == []
+
+
+def test_train_write_failure_is_one_line_naming_the_checkpoint(tmp_path):
+    ds = _small_dataset(tmp_path)
+    out = tmp_path / "m.zfm"
+    code, err = _finish(*_start(["train", ds, "--out", out, "--steps", 1, *TRAIN], 4096))
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line]
+    assert code == 2 and errors == lines[-1:], lines  # after the "training: ..." line
+    assert f"{out}.ckpt: cannot write the checkpoint (" in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no model, lock, temp
+
+
+def test_simulate_write_failure_is_one_line_and_leaves_no_empty_folder(tmp_path):
+    out = tmp_path / "new" / "sim"
+    code, err = _finish(*_start(["simulate", out, "--stacks", 1, "--size", 32, "--slices", 3,
+                                 "--pixel-size", 1, "--quiet"], 4096))
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, lines
+    assert "stack_000.tif: cannot write the stack (" in lines[0]
+    assert not (tmp_path / "new").exists()  # both folders it created are gone
+
+
+def _limited_save(kind: str, target: str, result) -> None:
+    from napari_zfocus.errors import ZFocusError
+
+    _in_forked_writer()
+    _limit_file_size(4096)
+    try:
+        (_write_model if kind == "model" else _write_checkpoint)(Path(target), 2)
+        result.put("no error")
+    except ZFocusError as exc:
+        result.put(str(exc))
+
+
+@pytest.mark.parametrize("kind", ["model", "checkpoint"])
+def test_failed_save_is_a_zfocus_error_naming_the_file(tmp_path, kind):
+    """The library writers themselves (the training dock calls them too): one line naming
+    the file and the cause; the old file stays whole, no temporary file is left."""
+    target = tmp_path / ("m.zfm" if kind == "model" else "m.zfm.ckpt")
+    (_write_model if kind == "model" else _write_checkpoint)(target, 1)
+    before = target.read_bytes()
+    result = FORK.Queue()
+    proc = FORK.Process(target=_limited_save, args=(kind, str(target), result))
+    proc.start()
+    try:
+        message = result.get(timeout=TIMEOUT_S)
+    finally:
+        proc.join(TIMEOUT_S)
+    what = "model file" if kind == "model" else "checkpoint"
+    assert message.startswith(f"{target}: cannot write the {what} ("), message
+    if kind == "model":  # safetensors names the system's cause
+        assert message.endswith("(File too large)")
+    assert target.read_bytes() == before and _temps(target) == []

@@ -147,7 +147,65 @@ CASES.update({
     "simulate_out_holds_a_dataset": lambda w: (["simulate", w.ds], (w.ds, "--overwrite")),
     "simulate_annotations_is_a_folder": lambda w: (
         ["simulate", _annotations_folder(w), "--overwrite"], ("OUT", w.root / "sim2")),
+    # A trailing separator names a folder: never a FILE named like the folder.
+    "train_out_trailing_separator": lambda w: (
+        _train(w, f"{w.root / 'newdir'}{os.sep}"), ("--out", f"newdir{os.sep}", "separator")),
+    "live_csv_trailing_separator": lambda w: (
+        [*LIVE, "--csv", f"{w.root / 'newlog'}{os.sep}"], ("--csv", f"newlog{os.sep}")),
+    # Plots never litter a dataset.
+    "eval_plots_is_the_dataset": lambda w: (
+        ["eval", w.model, w.ds, "--plots", w.ds], ("--plots", w.ds, "dataset")),
+    "eval_plots_inside_the_dataset": lambda w: (
+        ["eval", w.model, w.ds, "--plots", w.ds / "plots"], ("--plots", w.ds / "plots")),
+    "eval_plots_inside_the_baseline_fit_dataset": lambda w: (
+        ["eval", w.model, w.ds, "--baselines", "--baseline-fit", w.ds, "--plots",
+         w.ds / "sub" / "p"], ("--plots", w.ds / "sub" / "p")),
+    # Another training (a running process: this one) holds OUT.lock.
+    "train_out_locked_by_a_running_training": lambda w: (
+        _train(w, _locked(w, os.getpid())), ("--out", "busy.zfm", f"PID {os.getpid()}")),
+    "train_out_locked_resume": lambda w: (
+        _train(w, _locked(w, os.getpid(), ckpt=True), "--resume"),
+        ("--out", "busy.zfm", f"PID {os.getpid()}")),
+    "train_out_lock_is_a_user_file": lambda w: (
+        _train(w, _locked(w, "my notes")), ("--out", "busy.zfm.lock", "not a lock file")),
+    # --resume with a --steps budget the checkpoint has already used: nothing to train.
+    "train_resume_steps_equal_to_checkpoint": lambda w: (
+        _resume(w, 5), ("--steps 5", "already at step 5", "--minutes")),
+    "train_resume_steps_below_checkpoint": lambda w: (
+        _resume(w, 2), ("--steps 2", "already at step 5")),
 })
+
+
+def _locked(w: World, holder: object, ckpt: bool = False) -> Path:
+    """``busy.zfm`` whose lock file holds ``holder`` (a PID, or a user's text)."""
+    out = w.root / "busy.zfm"
+    out.with_name("busy.zfm.lock").write_text(f"{holder}\n")
+    if ckpt:
+        _valid_checkpoint(out.with_name("busy.zfm.ckpt"), 1)
+    return out
+
+
+def _valid_checkpoint(path: Path, step: int) -> Path:
+    """A checkpoint that --resume can load: a TINY network and a fresh Adam state."""
+    import torch
+
+    from _tiny import TINY
+    from napari_zfocus.model.config import ModelConfig
+    from napari_zfocus.model.network import build_network
+    from napari_zfocus.training.checkpoint import save_checkpoint
+
+    config = ModelConfig(**TINY)
+    net = build_network(config)
+    return save_checkpoint(path, {
+        "model": net.state_dict(), "optimizer": torch.optim.Adam(net.parameters()).state_dict(),
+        "step": step, "elapsed_s": 1.0, "model_config": config})
+
+
+def _resume(w: World, steps: int) -> list[object]:
+    out = w.root / "at5.zfm"
+    _valid_checkpoint(out.with_name("at5.zfm.ckpt"), 5)
+    return ["train", w.ds, "--out", out, "--resume", "--steps", steps, "--no-progress",
+            "--threads", "1"]
 
 
 def _symlink(link: Path, target: Path) -> Path:
@@ -235,6 +293,32 @@ def test_resume_still_continues_the_checkpoint(w: World) -> None:
     assert load_checkpoint(out.with_name("fresh.zfm.ckpt"))["step"] == 2
     # A third, fresh run onto the result is refused without --overwrite.
     assert_refused(run_cli(*_train(w, out)), "--out", out, "--overwrite")
+
+
+def _dead_pid() -> int:
+    """The PID of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def test_a_stale_lock_is_taken_over_and_every_lock_is_removed(w: World) -> None:
+    """A lock left by a killed training (its PID is gone) does not block the next one; the
+    lock is removed when training ends, also when it ends with an error."""
+    out = w.root / "stale.zfm"
+    lock = out.with_name("stale.zfm.lock")
+    lock.write_text(f"{_dead_pid()}\n")
+    result = run_cli(*_train(w, out, "--val-fraction", "0.5"))
+    assert result.code == 0, result.err
+    assert out.is_file() and not lock.exists()
+    # An error inside the locked part (a checkpoint for another network): lock gone too.
+    failed = run_cli("train", w.ds, "--out", out, "--resume", "--steps", "3", "--bin-um", "2",
+                     "--no-progress", "--threads", "1")
+    assert_refused(failed, "stale.zfm.ckpt")
+    assert not lock.exists()
 
 
 def test_live_csv_replaces_an_earlier_decision_log(w: World) -> None:

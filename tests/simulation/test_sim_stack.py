@@ -92,7 +92,7 @@ def test_grow_hours_turns_seeded_cells_into_a_colony(small_params):
 def test_grow_step_is_the_live_simulators_scene_update_interval():
     # Grown training stacks should have grown in the steps the live colony grows in.
     from napari_zfocus.live.simulated_microscope import SimulatedMicroscopeSettings
-    from napari_zfocus.simulation.stack import GROW_STEP_H
+    from napari_zfocus.simulation.simulated_stack import GROW_STEP_H
 
     assert pytest.approx(SimulatedMicroscopeSettings().rerender_every_s) == GROW_STEP_H * 3600.0
 

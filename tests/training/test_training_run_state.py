@@ -92,3 +92,82 @@ def test_throttle_limits_rate():
     assert not throttle.ready()
     throttle.reset()
     assert throttle.ready()
+
+
+def _event(kind: str, step: int, **kw):
+    from napari_zfocus.training.loop import TrainEvent
+
+    return TrainEvent(kind=kind, step=step, **kw)
+
+
+def test_signals_follow_a_run_driven_by_core_events_without_qt(tmp_path):
+    run = TrainingRun()
+    seen: list[tuple] = []
+    run.state_changed.connect(lambda state: seen.append(("state", state)))
+    run.progressed.connect(lambda step: seen.append(("step", step)))
+    run.metrics_changed.connect(lambda m, final: seen.append(("metrics", final, dict(m))))
+    run.message.connect(lambda text: seen.append(("message", text)))
+    run.checkpoint_changed.connect(lambda path: seen.append(("checkpoint", path)))
+    run.start(total_steps=4)
+    run.apply(_event("start", 0, message="4 stacks on cpu"))
+    run.apply(_event("step", 1, loss=2.0))
+    run.apply(_event("validation", 1, metrics={"median_abs_error_um": 3.0}))
+    run.apply(_event("checkpoint", 1, checkpoint_path=str(tmp_path / "m.zfm.ckpt")))
+    final = {"median_abs_error_um": 2.5}
+    run.apply(_event("done", 4, metrics=final, model_path=str(tmp_path / "m.zfm")))
+    assert run.state is RunState.RUNNING  # ends only when the core's thread returned
+    run.returned()
+    assert seen == [
+        ("state", RunState.RUNNING), ("step", 0), ("message", "4 stacks on cpu"),
+        ("step", 1), ("step", 1), ("metrics", False, {"median_abs_error_um": 3.0}),
+        ("checkpoint", tmp_path / "m.zfm.ckpt"), ("state", RunState.DONE),
+        ("metrics", True, final),
+    ]
+    assert run.model_path == tmp_path / "m.zfm" and not run.cancelled
+    assert run.history.steps == [1] and run.history.val_errors == [3.0]
+    run.thread_ended()  # after a normal end: nothing changes
+    assert run.state is RunState.DONE
+
+
+def test_cancelled_event_error_and_interrupted_thread():
+    run = TrainingRun()
+    run.start()
+    assert run.request_stop()
+    run.apply(_event("cancelled", 7, metrics={}))
+    run.returned()
+    assert run.state is RunState.DONE and run.cancelled and run.step == 0
+    states: list[RunState] = []
+    run.state_changed.connect(states.append)
+    run.start(resume=False)
+    run.errored("data: broken")
+    run.errored("a second report")  # ignored: the run already failed
+    assert run.state is RunState.FAILED and run.error == "data: broken"
+    run.start()
+    run.returned()  # no final event: nothing to finish with
+    run.thread_ended()
+    assert run.state is RunState.FAILED and run.error == "interrupted"
+    assert states == [RunState.RUNNING, RunState.FAILED, RunState.RUNNING, RunState.FAILED]
+
+
+def test_refused_transitions_change_nothing_and_emit_nothing():
+    run = TrainingRun()
+    run.start()
+    run.progress(3, loss=1.0)
+    emitted: list = []
+    run.state_changed.connect(emitted.append)
+    with pytest.raises(ZFocusError, match="already running"):
+        run.start()
+    assert run.history.steps == [3] and run.step == 3 and not emitted
+
+
+def test_metrics_line():
+    from napari_zfocus.training.run_state import format_metrics
+
+    assert format_metrics({}, final=False) == ""
+    assert format_metrics({}, final=True) == "no validation images: no metrics"
+    line = format_metrics(
+        {"median_abs_error_um": 1.234, "within_1um": 0.5, "rmse_um": 2.0, "n_images": 40},
+        final=True,
+    )
+    assert line == ("final: median |error| 1.23 um, within \u00b11 um: 50%, RMSE 2.00 um, "
+                    "40 validation images")

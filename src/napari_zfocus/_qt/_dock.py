@@ -14,11 +14,12 @@ signal can still run it after the C++ widget is gone (a slot on the widget itsel
 from __future__ import annotations
 
 import contextlib
+import inspect
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-from napari.qt.threading import create_worker
+from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QWidget
@@ -51,6 +52,26 @@ class CloseWatcher(QObject):
         if event.type() == QEvent.Type.Close:
             self._on_close()
         return False
+
+
+class _CooperativeQuit:
+    """Worker mixin: ``quit()`` calls ``cancel`` (when set) instead of aborting the job."""
+
+    cancel: Callable[[], None] | None = None
+
+    def quit(self) -> None:
+        if self.cancel is not None:
+            self.cancel()
+        else:
+            super().quit()  # type: ignore[misc]
+
+
+class _CooperativeGenerator(_CooperativeQuit, GeneratorWorker):
+    """A generator worker stopped by its own cancel token (see ``start_worker``)."""
+
+
+class _CooperativeFunction(_CooperativeQuit, FunctionWorker):
+    """A function worker stopped by its own cancel token (see ``start_worker``)."""
 
 
 class Lifecycle:
@@ -131,18 +152,28 @@ class ZFocusDock(QWidget):
         errored: Callable[[BaseException], Any] | None = None,
         finished: Callable[[], Any] | None = None,
         progress: dict[str, Any] | None = None,
+        cancel: Callable[[], None] | None = None,
         **kwargs: Any,
     ) -> Any:
         """Run ``func(*args, **kwargs)`` in a napari thread worker owned by this dock.
 
         Callbacks run on the GUI thread and only while the dock is open. Errors go to
         ``errored`` (default: a napari notification). Workers get plain data, never widgets.
+        ``cancel``: a cooperative stop (a cancel token's ``cancel``). Every request to quit
+        the worker (this dock closing, napari's task manager when the window closes,
+        napari at application exit) then calls it instead of dropping a generator at its
+        next yield, so the job still runs its own ending (a training saves its checkpoint).
         """
         self._close_watcher.watch(self)  # docked by now: a button of the dock started this
         options: dict[str, Any] = {"_ignore_errors": True}
         if progress is not None:
             options["_progress"] = progress
+        if cancel is not None:
+            generator = inspect.isgeneratorfunction(func)
+            options["_worker_class"] = _CooperativeGenerator if generator else _CooperativeFunction
         worker = create_worker(func, *args, **kwargs, **options)
+        if cancel is not None:
+            worker.cancel = cancel
         guard = self.lifecycle.guard
         if returned is not None:
             worker.returned.connect(guard(returned))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from qtpy.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLineEdit, QSpinBox, QToolButton, QWidget
 
@@ -32,8 +33,23 @@ def float_spin(
         Hover help.
     """
     box = QDoubleSpinBox()
+    box.setDecimals(decimals)  # before the range and value: they are rounded to it
+    return _configure(box, lo, hi, value, step, suffix, special, tooltip)
+
+
+def int_spin(
+    lo: int, hi: int, value: int, *, step: int = 1, suffix: str = "", special: str = "",
+    tooltip: str = "",
+) -> QSpinBox:
+    """An integer field with the same behaviour as :func:`float_spin`."""
+    return _configure(QSpinBox(), lo, hi, value, step, suffix, special, tooltip)
+
+
+def _configure(
+    box: Any, lo: float, hi: float, value: float, step: float, suffix: str, special: str,
+    tooltip: str,
+) -> Any:
     box.setRange(lo, hi)
-    box.setDecimals(decimals)
     box.setSingleStep(step)
     box.setValue(value)
     if suffix:
@@ -43,25 +59,6 @@ def float_spin(
     if tooltip:
         box.setToolTip(tooltip)
     # Typing "1.5" must not apply "1" first: settings may drive a stage.
-    box.setKeyboardTracking(False)
-    return box
-
-
-def int_spin(
-    lo: int, hi: int, value: int, *, step: int = 1, suffix: str = "", special: str = "",
-    tooltip: str = "",
-) -> QSpinBox:
-    """An integer field with the same behaviour as :func:`float_spin`."""
-    box = QSpinBox()
-    box.setRange(lo, hi)
-    box.setSingleStep(step)
-    box.setValue(value)
-    if suffix:
-        box.setSuffix(suffix)
-    if special:
-        box.setSpecialValueText(special)
-    if tooltip:
-        box.setToolTip(tooltip)
     box.setKeyboardTracking(False)
     return box
 

@@ -1,11 +1,13 @@
 """Dock widget: train the z-position CNN in the background, with a live loss curve.
 
-A thin view over the core: the settings become a :class:`ModelConfig` and a
-:class:`TrainConfig`, :func:`napari_zfocus.training.loop.train` runs in a napari thread
-worker, and every rule about what may happen when (one run at a time, Stop only while
-running, Resume only with a checkpoint) lives in the Qt-free
-:class:`~napari_zfocus.training.run_state.TrainingRun`. Stop sets the core's
-:class:`CancelToken`; the core then writes a checkpoint and a usable model file.
+A thin view over the core: the form becomes a :class:`ModelConfig` and a
+:class:`TrainConfig` (:func:`~napari_zfocus.training.recipe.build_train_config`),
+:func:`napari_zfocus.training.loop.train` runs in a worker owned by the dock, and every
+rule about what may happen when (one run at a time, Stop only while running, Resume only
+with a checkpoint) lives in the Qt-free, evented
+:class:`~napari_zfocus.training.run_state.TrainingRun`, whose signals this view renders.
+Stop (and closing the dock or the viewer) sets the core's :class:`CancelToken`; the core
+then writes a checkpoint and a usable model file in its own thread: nothing here waits.
 """
 
 from __future__ import annotations
@@ -13,40 +15,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
-    QCheckBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QMessageBox,
     QPushButton,
-    QSpinBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_zfocus._qt._lifecycle import CloseWatcher
+from napari_zfocus._qt._dock import ZFocusDock
 from napari_zfocus._qt._plot import LossPlot
+from napari_zfocus._qt._training_form import TrainingForm
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.config import ModelConfig
-from napari_zfocus.training.run_state import RunState, TrainingRun
+from napari_zfocus.training.run_state import RunState, TrainingRun, format_metrics
 
 if TYPE_CHECKING:
     import napari
 
     from napari_zfocus.training.loop import CancelToken, TrainConfig, TrainEvent
-
-#: Settings of the paper's recipe (Wei & Roberts 2018): batch 50, Adam lr 1e-4,
-#: 100,000 steps, truncated-normal init (sd 0.1), one-hot labels.
-PAPER_RECIPE = {"batch": 50, "lr": 1e-4, "steps": 100_000, "init": "paper", "label_sigma_um": 0.0}
 
 
 def _run_training(
@@ -58,7 +48,7 @@ def _run_training(
     yield from train(dataset, model_config, train_config, cancel)
 
 
-class TrainingWidget(QWidget):
+class TrainingWidget(TrainingForm, ZFocusDock):
     """Train a model from an annotated dataset folder.
 
     Parameters
@@ -70,89 +60,22 @@ class TrainingWidget(QWidget):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = viewer
+        super().__init__(viewer, parent)
         self.run = TrainingRun()
         self.worker: Any = None
         self.cancel_token: CancelToken | None = None
         self.progress_bar: progress | None = None
-        self.last_event: TrainEvent | None = None
-        self._closed = False
+        self._progress_in_steps = False
         self._build_ui()
-        # Stop workers when the main window closes (the dock is not always closed first).
-        # The viewer may be npe2's public-only proxy, so the window is found through Qt.
-        self._close_watcher = CloseWatcher(self.shutdown)
+        self._connect_run()
         self._on_model_path_changed()
 
     # ------------------------------------------------------------------ layout
     def _build_ui(self) -> None:
-        from napari_zfocus.training.loop import TrainConfig
-
-        defaults = TrainConfig()
-        start = ModelConfig.recommended()
         layout = QVBoxLayout(self)
-
-        files = QGroupBox("Data and output")
-        form = QFormLayout(files)
-        self.dataset_edit = QLineEdit()
-        self.dataset_edit.setPlaceholderText("folder with annotations.csv")
-        form.addRow("dataset", _with_browse(self.dataset_edit, self._choose_dataset))
-        self.model_edit = QLineEdit()
-        self.model_edit.setPlaceholderText("model.zfm")
-        form.addRow("model file", _with_browse(self.model_edit, self._choose_model_path))
-        layout.addWidget(files)
-
-        net = QGroupBox("Network input and z-bins")
-        form = QFormLayout(net)
-        self.field_spin = _float_spin(start.field_um, 1, 1000, " um", 1)
-        self.pixel_spin = _float_spin(start.pixel_size_um, 0.01, 10, " um", 3)
-        self.pixel_spin.setToolTip("paper: 0.24 um (60 nm pixels downsampled 4x)")
-        self.bin_spin = _float_spin(start.bin_um, 0.1, 20, " um", 2)
-        self.zmin_spin = _float_spin(start.z_min_um, -500, 0, " um", 1)
-        self.zmax_spin = _float_spin(start.z_max_um, 0, 500, " um", 1)
-        self.batchnorm_box = QCheckBox("batch-norm (not in the paper; trains faster)")
-        self.batchnorm_box.setChecked(start.batchnorm)
-        form.addRow("field", self.field_spin)
-        form.addRow("pixel size", self.pixel_spin)
-        form.addRow("bin size", self.bin_spin)
-        zrow = QHBoxLayout()
-        zrow.addWidget(self.zmin_spin)
-        zrow.addWidget(QLabel("to"))
-        zrow.addWidget(self.zmax_spin)
-        form.addRow("z range", zrow)
-        form.addRow(self.batchnorm_box)
-        layout.addWidget(net)
-
-        opt = QGroupBox("Training")
-        form = QFormLayout(opt)
-        self.batch_spin = QSpinBox()
-        self.batch_spin.setRange(1, 4096)
-        self.batch_spin.setValue(defaults.batch)
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(0, 10_000_000)
-        self.steps_spin.setSpecialValueText("no limit")
-        self.steps_spin.setValue(0)
-        self.minutes_spin = _float_spin(10.0, 0, 100_000, " min", 1)
-        self.minutes_spin.setSpecialValueText("no limit")
-        self.lr_spin = _float_spin(defaults.lr, 1e-7, 1.0, "", 6)
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2**31 - 1)
-        self.seed_spin.setValue(defaults.seed)
-        self.paper_box = QCheckBox("paper recipe (batch 50, lr 1e-4, 100k steps, sd 0.1 init)")
-        self.paper_box.setToolTip(
-            "Wei & Roberts 2018: >100 h on a GPU. Unticked: the core's faster recipe "
-            "(warm-up + cosine schedule, soft labels) for CPU budgets of minutes."
-        )
-        form.addRow("batch size", self.batch_spin)
-        form.addRow("steps", self.steps_spin)
-        form.addRow("time budget", self.minutes_spin)
-        form.addRow("learning rate", self.lr_spin)
-        form.addRow("seed", self.seed_spin)
-        form.addRow(self.paper_box)
-        self.device_label = QLabel(_device_text())
-        form.addRow("device", self.device_label)
-        layout.addWidget(opt)
-
+        layout.addWidget(self._files_box())
+        layout.addWidget(self._network_box())
+        layout.addWidget(self._training_box())
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
@@ -188,22 +111,13 @@ class TrainingWidget(QWidget):
         self.model_edit.textChanged.connect(self._on_model_path_changed)
         self.dataset_edit.textChanged.connect(self._on_dataset_changed)
 
-    # --------------------------------------------------------------- settings
-    def _choose_dataset(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Annotated dataset folder")
-        if folder:
-            self.dataset_edit.setText(folder)
-
-    def _choose_model_path(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Model file to write", self.model_edit.text(), "zfocus model (*.zfm)"
-        )
-        if path:
-            self.model_edit.setText(path)
-
-    def _on_dataset_changed(self, text: str) -> None:
-        if text and not self.model_edit.text():
-            self.model_edit.setText(str(Path(text) / "model.zfm"))
+    def _connect_run(self) -> None:
+        """Render the run's signals (guarded: the run may outlive this dock)."""
+        guard = self.lifecycle.guard
+        self.run.state_changed.connect(guard(self._refresh))
+        self.run.progressed.connect(guard(self._on_progressed))
+        self.run.metrics_changed.connect(guard(self._on_metrics))
+        self.run.message.connect(guard(self.data_label.setText))
 
     def _on_model_path_changed(self, *_: Any) -> None:
         from napari_zfocus.training.checkpoint import checkpoint_path
@@ -212,65 +126,6 @@ class TrainingWidget(QWidget):
         if not self.run.is_active:
             self.run.checkpoint_path = checkpoint_path(text) if text else None
         self._refresh()
-
-    def _on_paper_toggled(self, on: bool) -> None:
-        if on:
-            self.batch_spin.setValue(PAPER_RECIPE["batch"])
-            self.lr_spin.setValue(PAPER_RECIPE["lr"])
-            self.steps_spin.setValue(PAPER_RECIPE["steps"])
-            self.minutes_spin.setValue(0)
-            paper = ModelConfig()
-            self.pixel_spin.setValue(paper.pixel_size_um)
-            self.batchnorm_box.setChecked(paper.batchnorm)
-        else:
-            from napari_zfocus.training.loop import TrainConfig
-
-            defaults = TrainConfig()
-            self.batch_spin.setValue(defaults.batch)
-            self.lr_spin.setValue(defaults.lr)
-            self.steps_spin.setValue(0)
-            self.minutes_spin.setValue(10.0)
-            start = ModelConfig.recommended()
-            self.pixel_spin.setValue(start.pixel_size_um)
-            self.batchnorm_box.setChecked(start.batchnorm)
-
-    def model_config(self) -> ModelConfig:
-        """The network settings from the form (raises :class:`ZFocusError` if impossible)."""
-        return ModelConfig(
-            pixel_size_um=self.pixel_spin.value(),
-            field_um=self.field_spin.value(),
-            bin_um=self.bin_spin.value(),
-            z_min_um=self.zmin_spin.value(),
-            z_max_um=self.zmax_spin.value(),
-            batchnorm=self.batchnorm_box.isChecked(),
-        )
-
-    def train_config(self, resume: bool = False) -> TrainConfig:
-        """The training settings from the form (validated)."""
-        from napari_zfocus.training.loop import TrainConfig
-
-        out = self.model_edit.text().strip()
-        if not out:
-            raise ZFocusError("choose the model file to write")
-        extra = {}
-        if self.paper_box.isChecked():
-            extra = {"init": PAPER_RECIPE["init"], "label_sigma_um": PAPER_RECIPE["label_sigma_um"]}
-        steps = self.steps_spin.value() or None
-        # Enough validation points for the live curve (~20 per run), not too many.
-        validation_every = min(500, max(10, steps // 20)) if steps else 100
-        config = TrainConfig(
-            out=Path(out),
-            validation_every=validation_every,
-            steps=steps,
-            minutes=self.minutes_spin.value() or None,
-            batch=self.batch_spin.value(),
-            lr=self.lr_spin.value(),
-            seed=self.seed_spin.value(),
-            resume=resume,
-            **extra,
-        )
-        config.validate()
-        return config
 
     # ------------------------------------------------------------------ runs
     def start(
@@ -284,7 +139,7 @@ class TrainingWidget(QWidget):
 
         ``model_config`` / ``train_config`` override the form (scripts and tests).
         """
-        if self._closed:
+        if self.closed:
             return False
         try:
             dataset = self.dataset_edit.text().strip()
@@ -304,10 +159,15 @@ class TrainingWidget(QWidget):
         except ZFocusError as exc:
             show_error(str(exc))
             return False
+        self._launch(Path(dataset), mc, tc, resume)
+        return True
+
+    def _launch(self, dataset: Path, mc: ModelConfig, tc: TrainConfig, resume: bool) -> None:
+        """Clear the view for the run and start the core in a worker (plain data only)."""
         from napari_zfocus.training.loop import CancelToken
 
-        self.cancel_token = CancelToken()
-        self.last_event = None
+        token = CancelToken()
+        self.cancel_token = token
         if not resume:
             self.plot.clear()
             self.metrics_label.setText("")
@@ -318,23 +178,19 @@ class TrainingWidget(QWidget):
             total=tc.steps if use_steps else 1000,
             desc="resuming training" if resume else "training",
         )
+        self.lifecycle.add_cleanup(self.progress_bar.close)
         self._progress_in_steps = use_steps
-        # Errors go to our handler (connected here, so napari does not re-raise them).
-        worker = create_worker(
-            _run_training, Path(dataset), mc, tc, self.cancel_token,
-            _connect={
-                "yielded": self._on_event,
-                "returned": self._on_returned,
-                "errored": self._on_errored,
-                "finished": self._on_finished,
-            },
-            _start_thread=False,
+        self.worker = self.start_worker(
+            _run_training, dataset, mc, tc, token,
+            yielded=self._on_event,
+            returned=lambda *_: self.run.returned(),
+            errored=self._on_errored,
+            finished=lambda: self._on_finished(token),
+            # Closing the dock or the viewer cancels the token instead of dropping the
+            # generator: the core still saves its checkpoint and model, in its thread.
+            cancel=token.cancel,
         )
-        self.worker = worker
         self._refresh()
-        self._close_watcher.watch(self)  # docked by now: a button of the dock started this
-        worker.start()
-        return True
 
     def _output_allowed(self, out: Path, resume: bool, dataset: Path) -> bool:
         """Whether training may write ``out``; asks before a fresh run replaces a model.
@@ -389,152 +245,48 @@ class TrainingWidget(QWidget):
 
     # ---------------------------------------------------------- worker events
     def _on_event(self, event: TrainEvent) -> None:
-        if self._closed:
-            return
-        self.last_event = event
-        if event.kind == "step":
-            self.run.progress(event.step, loss=event.loss)
-        elif event.kind == "validation":
-            self.run.progress(event.step, val_error=event.metrics.get("median_abs_error_um"))
-            self._show_metrics(event.metrics, final=False)
-        elif event.kind == "start":
-            self.run.progress(event.step)
-            self.data_label.setText(event.message)
-        elif event.kind == "checkpoint" and event.checkpoint_path:
-            self.run.checkpoint_path = Path(event.checkpoint_path)
-        if self.progress_bar is not None:
+        self.run.apply(event)
+        bar = self.progress_bar
+        if bar is not None:
             target = event.step if self._progress_in_steps else int(event.progress * 1000)
-            delta = target - self.progress_bar.n
-            if delta > 0:
-                self.progress_bar.update(delta)
-        if self.plot.show_history(self.run.history):
-            self.status_label.setText(self.run.status_text())
+            if target > bar.n:
+                bar.update(target - bar.n)
 
-    def _on_returned(self, _: Any = None) -> None:
-        event = self.last_event
-        if event is None or event.kind not in ("done", "cancelled") or not self.run.is_active:
-            return
-        self.run.finish(
-            model_path=Path(event.model_path) if event.model_path else None,
-            checkpoint_path=Path(event.checkpoint_path) if event.checkpoint_path else None,
-            metrics=event.metrics,
-            cancelled=event.kind == "cancelled",
-        )
-        if not self._closed:
-            self._show_metrics(event.metrics, final=True)
+    def _on_errored(self, exc: BaseException) -> None:
+        self.run.errored(str(exc))
+        show_error(f"training failed: {exc}")
 
-    def _on_errored(self, exc: Exception) -> None:
-        if self.run.is_active:
-            self.run.fail(str(exc))
-        if not self._closed:
-            show_error(f"training failed: {exc}")
-
-    def _on_finished(self) -> None:
-        if self.run.is_active:  # quit without a final event (viewer closing)
-            self.run.fail("interrupted")
+    def _on_finished(self, token: CancelToken) -> None:
+        if token is not self.cancel_token:
+            return  # a late signal of an earlier run
+        self.run.thread_ended()
         self.worker = None
         if self.progress_bar is not None:
             self.progress_bar.close()
             self.progress_bar = None
-        if not self._closed:
-            self.plot.show_history(self.run.history, force=True)
-            self._refresh()
-
-    def _show_metrics(self, metrics: dict[str, float], final: bool) -> None:
-        if not metrics:
-            if final:
-                self.metrics_label.setText("no validation images: no metrics")
-            return
-        parts = []
-        if "median_abs_error_um" in metrics:
-            parts.append(f"median |error| {metrics['median_abs_error_um']:.2f} um")
-        if "within_1um" in metrics:
-            parts.append(f"within \u00b11 um: {100 * metrics['within_1um']:.0f}%")
-        if "rmse_um" in metrics:
-            parts.append(f"RMSE {metrics['rmse_um']:.2f} um")
-        if "n_images" in metrics:
-            parts.append(f"{int(metrics['n_images'])} validation images")
-        prefix = "final: " if final else "validation: "
-        self.metrics_label.setText(prefix + ", ".join(parts))
+        self.plot.show_history(self.run.history, force=True)
+        self._refresh()
 
     # -------------------------------------------------------------- display
-    def _refresh(self) -> None:
+    def _on_progressed(self, _step: int) -> None:
+        if self.plot.show_history(self.run.history):  # throttled: a few redraws a second
+            self.status_label.setText(self.run.status_text())
+
+    def _on_metrics(self, metrics: dict[str, float], final: bool) -> None:
+        text = format_metrics(metrics, final)
+        if text:
+            self.metrics_label.setText(text)
+
+    def _refresh(self, *_: Any) -> None:
         run = self.run
         self.start_button.setEnabled(run.can_start)
         self.stop_button.setEnabled(run.can_stop)
         self.resume_button.setEnabled(run.can_resume())
         self.inspect_button.setEnabled(run.has_model)
         idle = not run.is_active
-        for widget in (self.dataset_edit, self.model_edit, self.field_spin, self.pixel_spin,
-                       self.bin_spin, self.zmin_spin, self.zmax_spin, self.batch_spin,
-                       self.steps_spin, self.minutes_spin, self.lr_spin, self.seed_spin,
-                       self.paper_box, self.batchnorm_box):
+        for widget in self.form_fields():
             widget.setEnabled(idle)
         self.status_label.setText(run.status_text())
         if run.state is RunState.DONE and run.model_path is not None:
             self.status_label.setText(f"{run.status_text()}: {run.model_path}")
 
-    # -------------------------------------------------------------- teardown
-    def shutdown(self, timeout_s: float = 60.0) -> None:
-        """Stop a running training (checkpoint saved by the core) and wait for its thread.
-
-        Idempotent; called when the main window closes or the dock is closed.
-        """
-        if self._closed:
-            return
-        self._closed = True
-        worker = self.worker
-        if worker is not None:
-            if self.cancel_token is not None:
-                self.cancel_token.cancel()  # the core finishes its step and writes files
-            import time
-
-            deadline = time.monotonic() + timeout_s
-            while worker.is_running and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if worker.is_running:  # a step longer than the timeout: abort at the next yield
-                worker.quit()
-            from qtpy.QtCore import QThreadPool
-
-            QThreadPool.globalInstance().waitForDone(int(timeout_s * 1000))
-        if self.progress_bar is not None:
-            self.progress_bar.close()
-            self.progress_bar = None
-
-    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt name
-        self._close_watcher.watch(self)
-        super().showEvent(event)
-
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt name
-        self.shutdown()
-        super().closeEvent(event)
-
-
-def _device_text() -> str:
-    """What training will run on (the core picks CUDA when present)."""
-    import torch
-
-    if torch.cuda.is_available():
-        return f"GPU: {torch.cuda.get_device_name(0)}"
-    return f"CPU ({torch.get_num_threads()} threads; no CUDA GPU found)"
-
-
-def _float_spin(value: float, lo: float, hi: float, suffix: str, decimals: int) -> QDoubleSpinBox:
-    spin = QDoubleSpinBox()
-    spin.setDecimals(decimals)
-    spin.setRange(lo, hi)
-    spin.setSuffix(suffix)
-    spin.setValue(value)
-    return spin
-
-
-def _with_browse(edit: QLineEdit, on_browse: Any) -> QWidget:
-    box = QWidget()
-    row = QHBoxLayout(box)
-    row.setContentsMargins(0, 0, 0, 0)
-    row.addWidget(edit, 1)
-    button = QToolButton()
-    button.setText("\u2026")
-    button.clicked.connect(on_browse)
-    row.addWidget(button)
-    return box

@@ -29,6 +29,7 @@ mean "check this one by eye".
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -163,22 +164,10 @@ def suggest_focus(
         Fewer than 3 slices, an unreadable / NaN slice, or no contrast to find a focus
         in (blank or constant slices, or every slice alike).
     """
-    name = "<array>"
+    name, n_slices, slices = _slices_of(stack)
     if isinstance(stack, ZStack):
-        name = str(stack.path) if stack.path is not None else name
         z_step_um = z_step_um or stack.z_step_um
         pixel_size_um = pixel_size_um or stack.pixel_size_um
-        n_slices = stack.n_slices
-        slices = stack.iter_slices()  # one slice in memory at a time (full frames are big)
-    else:
-        images = np.asarray(stack)
-        if images.ndim != 3:
-            problem = f"expected a (Z, Y, X) stack, got shape {images.shape}"
-            raise StackError(describe(name, problem))
-        if not np.isfinite(images).all():
-            raise StackError(describe(name, "stack contains NaN or infinite values"))
-        n_slices = len(images)
-        slices = (image.astype(np.float32, copy=False) for image in images)
     if n_slices < MIN_SUGGEST_SLICES:
         raise StackError(
             describe(
@@ -208,6 +197,21 @@ def suggest_focus(
         peaks=peaks,
         z_step_um=z_step,
     )
+
+
+def _slices_of(stack: ZStack | np.ndarray) -> tuple[str, int, Iterator[np.ndarray]]:
+    """Name (for messages), slice count and float32 slices of a stack or a checked array."""
+    if isinstance(stack, ZStack):
+        name = str(stack.path) if stack.path is not None else "<array>"
+        # One slice in memory at a time (full frames are big).
+        return name, stack.n_slices, stack.iter_slices()
+    images = np.asarray(stack)
+    if images.ndim != 3:
+        problem = f"expected a (Z, Y, X) stack, got shape {images.shape}"
+        raise StackError(describe("<array>", problem))
+    if not np.isfinite(images).all():
+        raise StackError(describe("<array>", "stack contains NaN or infinite values"))
+    return "<array>", len(images), (image.astype(np.float32, copy=False) for image in images)
 
 
 def _check_contrast(name: str, profile: np.ndarray) -> None:

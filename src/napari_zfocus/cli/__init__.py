@@ -4,12 +4,14 @@ Each sub-command lives in its own module that defines ``add_parser(subparsers)``
 parser it adds sets ``func`` to a callable ``(args) -> int`` returning the exit code.
 User errors (:class:`~napari_zfocus.errors.ZFocusError`) and bad flags print one line to
 stderr and exit with code 2; an unexpected exception (a bug) prints one line and exits with
-code 1 (``ZFOCUS_DEBUG=1`` shows its traceback); Ctrl-C exits with 130.
+code 1 (``ZFOCUS_DEBUG=1`` shows its traceback); Ctrl-C exits with 130; a closed stdout pipe
+(``zfocus suggest --json X | head -c 1``) exits quietly with 141, as a tool killed by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -36,6 +38,9 @@ EXIT_USER_ERROR = 2
 #: Exit code of an unexpected exception (a bug), as Python's own.
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
+#: Exit code when the reader of stdout has gone: what the shell reports for a tool that
+#: SIGPIPE killed in the same place (``yes | head -1``), so pipelines see the same.
+EXIT_BROKEN_PIPE = 141
 #: Set to 1 to get the traceback of an internal error instead of its one-line summary.
 DEBUG_ENV = "ZFOCUS_DEBUG"
 
@@ -87,7 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exc.code or 0
         return EXIT_USER_ERROR
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except ZFocusError as exc:
         print(f"zfocus {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -104,6 +113,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL_ERROR
+
+
+def _stdout_closed() -> int:
+    """A quiet exit when stdout's reader has gone (no traceback, no "internal error").
+
+    As the Python docs recommend, stdout is pointed at devnull: the flush at interpreter
+    exit would otherwise fail again and print "Exception ignored ... BrokenPipeError".
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # not a real file
+        fd = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover

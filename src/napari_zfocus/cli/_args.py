@@ -186,3 +186,24 @@ def interval(lo: float, hi: float) -> type[argparse.Action]:
             setattr(namespace, self.dest, pair)
 
     return Interval
+
+
+def check_dataset_folder(path: Any, name: str | None = None) -> None:
+    """Refuse a dataset argument that is not a folder, saying what it is instead.
+
+    Parameters
+    ----------
+    path
+        The dataset folder given.
+    name
+        The flag that gave it (``"--baseline-fit"``), named first; None for a positional.
+    """
+    import os
+
+    head = f"{name} {path}" if name else f"{path}"
+    if not os.path.lexists(path):
+        raise ZFocusError(f"{head}: dataset folder not found")
+    if not os.path.isdir(path):
+        what = "is a file, not a folder" if os.path.isfile(path) else "is not a folder"
+        raise ZFocusError(f"{head}: {what}; give the dataset folder (the one holding "
+                          "annotations.csv)")

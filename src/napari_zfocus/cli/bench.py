@@ -4,8 +4,9 @@ Each timed call is exactly what the live loop does per frame: a raw 2080 x 1552 
 frame at 0.06 um/px goes through :meth:`Predictor.predict` (centre crop, resampling,
 normalisation, forward pass, readout) at batch 1. The last stdout line (with ``--json``)
 is one JSON object with ``frames_per_second``, ``latency_ms_p50``, ``latency_ms_p99``,
-``latency_ms_mean``, ``device``, ``torch_version``, ``threads``, ``warmup``, ``frames``,
-``compiled``, ``allocator``.
+``latency_ms_mean``, ``device``, ``torch_version``, ``threads``, ``warmup``, ``frames``
+(timed), ``frames_requested``, ``interrupted``, ``compiled``, ``allocator``. Ctrl-C ends
+it early: it reports the frames timed so far and exits with 130.
 
 Speed tricks: channels-last weights (always), optional ``torch.compile`` (``--compile``)
 and tcmalloc. glibc's allocator is slow for the large short-lived tensors of a CNN, so
@@ -17,7 +18,6 @@ child process with ``LD_PRELOAD`` set (``--allocator default`` turns that off; t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_zfocus._json import to_json_line
 from napari_zfocus.cli import _args
 
 #: Where Debian/Ubuntu's libtcmalloc-minimal4 puts the library.
@@ -131,9 +132,19 @@ def _rerun_with_tcmalloc(args: argparse.Namespace) -> int | None:
     env[CHILD_ENV] = "1"
     sys.stdout.flush()
     try:
-        return subprocess.run(_child_argv(args), env=env, check=False).returncode
+        child = subprocess.Popen(_child_argv(args), env=env)
     except OSError:
         return None
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reached the child too: let it report the frames it timed, then exit
+        # with its code (130), instead of killing it before it prints.
+        return child.wait()
+    except BaseException:
+        child.terminate()  # SIGTERM or an error here: never leave the child running
+        child.wait()
+        raise
 
 
 def make_frames(n: int = 4, seed: int = 0) -> list[np.ndarray]:
@@ -146,23 +157,39 @@ def make_frames(n: int = 4, seed: int = 0) -> list[np.ndarray]:
 
 
 def benchmark(predictor: Any, frames: int, warmup: int) -> dict[str, Any]:
-    """Time ``predictor.predict`` on raw frames; return the measurements."""
+    """Time ``predictor.predict`` on raw frames; return the measurements.
+
+    Ctrl-C during the timed frames ends the benchmark early: the result then covers the
+    frames actually timed (``frames``) and says ``interrupted``. Ctrl-C before the first
+    timed frame propagates (there is nothing to report).
+    """
     raw = make_frames()
     for i in range(warmup):
         predictor.predict(raw[i % len(raw)], FRAME_PIXEL_UM)
     lat = np.empty(frames)
+    done = 0
+    interrupted = False
     start = time.perf_counter()
-    for i in range(frames):
-        t0 = time.perf_counter()
-        pred = predictor.predict(raw[i % len(raw)], FRAME_PIXEL_UM)
-        _ = pred.z_um
-        lat[i] = time.perf_counter() - t0
+    try:
+        for i in range(frames):
+            t0 = time.perf_counter()
+            pred = predictor.predict(raw[i % len(raw)], FRAME_PIXEL_UM)
+            _ = pred.z_um
+            lat[i] = time.perf_counter() - t0
+            done = i + 1
+    except KeyboardInterrupt:
+        if done == 0:
+            raise
+        interrupted = True
     wall = time.perf_counter() - start
+    lat = lat[:done]
     return {
-        "frames_per_second": frames / wall,
+        "frames_per_second": done / wall,
         "latency_ms_p50": float(np.percentile(lat, 50) * 1e3),
         "latency_ms_p99": float(np.percentile(lat, 99) * 1e3),
         "latency_ms_mean": float(lat.mean() * 1e3),
+        "frames": done,
+        "interrupted": interrupted,
     }
 
 
@@ -178,14 +205,17 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from napari_zfocus.model.inference import Predictor
+    from napari_zfocus.model.inference import Predictor, available_cores
 
+    # A benchmark owns its process: it sets torch's threads (default all usable cores),
+    # which a Predictor never does unless asked.
     predictor = Predictor.from_file(
-        args.model, device=args.device, compile=args.compile, num_threads=args.threads
+        args.model, device=args.device, compile=args.compile,
+        num_threads=args.threads or available_cores(),
     )
     result = benchmark(predictor, args.frames, args.warmup)
     result.update(
-        frames=args.frames,
+        frames_requested=args.frames,
         warmup=args.warmup,
         device=str(predictor.device),
         torch_version=torch.__version__,
@@ -204,6 +234,9 @@ def run(args: argparse.Namespace) -> int:
         f"allocator {result['allocator']}, compiled {result['compiled']}, "
         f"torch {torch.__version__})"
     )
+    if result.get("interrupted"):
+        print(f"zfocus bench: interrupted after {result['frames']} of {args.frames} timed "
+              "frames", file=sys.stderr)
     if args.json:
-        print(json.dumps(result))
-    return 0
+        print(to_json_line(result))
+    return 130 if result.get("interrupted") else 0

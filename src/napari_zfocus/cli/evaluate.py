@@ -11,25 +11,15 @@ goes to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from napari_zfocus._json import to_json_line
 from napari_zfocus.cli import _args
 
 #: Fewest slices per stack within the model's z range: with one, a stack tests only z = 0.
 MIN_SLICES_IN_RANGE = 2
-
-#: Metrics shown in the table, with their labels and formats.
-_ROWS = (
-    ("n_images", "images", "{:d}"),
-    ("median_abs_error_um", "median |error| (um)", "{:.2f}"),
-    ("within_1um", "within 1 um", "{:.1%}"),
-    ("mse_um2", "MSE (um^2)", "{:.2f}"),
-    ("bias_um", "bias (um)", "{:+.2f}"),
-    ("sign_accuracy", "sign accuracy", "{:.1%}"),
-)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -76,10 +66,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def load_dataset(path: Path) -> Any:
-    """Read an annotated dataset (``DatasetError`` on bad rows)."""
+def load_dataset(path: Path, name: str | None = None) -> Any:
+    """Read an annotated dataset (``DatasetError`` on bad rows); ``name``: its flag."""
     from napari_zfocus.data import read_dataset
 
+    _args.check_dataset_folder(path, name)
     return read_dataset(path)
 
 
@@ -111,53 +102,18 @@ def check_z_coverage(dataset: Any, config: Any) -> None:
             ))
 
 
-def _format(value: Any, fmt: str) -> str:
-    return "n/a" if value is None else fmt.format(value)
-
-
-def format_table(summary: dict[str, Any]) -> str:
-    """Readable table: CNN (expected value), CNN (argmax), then each baseline."""
-    columns = {"CNN": summary, "CNN argmax": summary.get("argmax", {})}
-    for name, m in (summary.get("baselines") or {}).items():
-        columns[name] = m
-    widths = [max(9, len(c)) + 2 for c in columns]
-    lines = ["metric".ljust(22) + "".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
-    for key, label, fmt in _ROWS:
-        cells = (_format(m.get(key), fmt) for m in columns.values())
-        lines.append(
-            label.ljust(22) + "".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
-        )
-    if summary.get("baselines"):
-        lines.append("(baselines: the sign is taken from the truth, as in the paper)")
-    return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``zfocus eval``."""
+def _run_with_progress(gen: Any, show: bool) -> Any:
+    """Drive an evaluation generator to its result, one tqdm bar per stage on stderr."""
     from tqdm import tqdm
 
-    from napari_zfocus.errors import ZFocusError, describe
-    from napari_zfocus.inspection.evaluation import iter_evaluate
-    from napari_zfocus.model.inference import Predictor
-
-    if args.plots is not None:
-        check_plots_folder(args.plots)  # before the evaluation, not after it
-    dataset = load_dataset(args.dataset)
-    fit = load_dataset(args.baseline_fit) if args.baseline_fit is not None else None
-    predictor = Predictor.from_file(args.model, device=args.device)
-    check_z_coverage(dataset, predictor.config)
     bars: dict[str, Any] = {}
-    gen = iter_evaluate(
-        predictor, dataset, baselines=args.baselines, crops=args.crops, fit_dataset=fit
-    )
     try:
         while True:
             try:
                 event = next(gen)
             except StopIteration as stop:
-                result = stop.value
-                break
-            if args.no_progress:
+                return stop.value
+            if not show:
                 continue
             bar = bars.get(event.stage)
             if bar is None:
@@ -170,39 +126,75 @@ def run(args: argparse.Namespace) -> int:
                 )
             bar.n = event.done
             bar.refresh()
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``zfocus eval``."""
+    from napari_zfocus.errors import ZFocusError, describe
+    from napari_zfocus.inspection.evaluation import iter_evaluate
+    from napari_zfocus.inspection.metrics_table import text_table
+    from napari_zfocus.model.inference import Predictor
+
+    if args.plots is not None:  # before the evaluation, not after it
+        check_plots_folder(args.plots, [args.dataset, args.baseline_fit])
+    dataset = load_dataset(args.dataset)
+    fit = (load_dataset(args.baseline_fit, "--baseline-fit")
+           if args.baseline_fit is not None else None)
+    predictor = Predictor.from_file(args.model, device=args.device)
+    check_z_coverage(dataset, predictor.config)
+    gen = iter_evaluate(
+        predictor, dataset, baselines=args.baselines, crops=args.crops, fit_dataset=fit
+    )
+    try:
+        result = _run_with_progress(gen, show=not args.no_progress)
     except ZFocusError as exc:
         msg = str(exc)
         raise ZFocusError(
             msg if str(args.dataset) in msg else describe(args.dataset, msg)
         ) from None
-    finally:
-        for bar in bars.values():
-            bar.close()
 
     summary = result.to_json_dict()
     summary.update(model=str(args.model), dataset=str(args.dataset), crops=args.crops)
     if args.json:
-        print(json.dumps(summary))
+        print(to_json_line(summary))
     else:
         print(f"model {args.model} on {args.dataset}")
-        print(format_table(summary))
+        print(text_table(summary))
     if args.plots is not None:  # after the results: a write that fails anyway loses nothing else
-        from napari_zfocus.inspection.plots import save_evaluation_plots
-
-        try:
-            written = save_evaluation_plots(result, args.plots)
-        except OSError as exc:
-            raise ZFocusError(
-                f"--plots {args.plots}: cannot write the plots ({exc.strerror or exc})") from None
-        print(f"wrote {len(written)} files to {args.plots}", file=sys.stderr)
+        _write_plots(result, args.plots)
     return 0
 
 
-def check_plots_folder(folder: Path) -> Path:
-    """Refuse a ``--plots`` folder that cannot be written or holds a file of the same name
-    as an output that is not an earlier evaluation's (those are replaced)."""
+def _write_plots(result: Any, folder: Path) -> None:
+    from napari_zfocus.errors import ZFocusError
+    from napari_zfocus.inspection.plots import save_evaluation_plots
+
+    try:
+        written = save_evaluation_plots(result, folder)
+    except OSError as exc:
+        raise ZFocusError(
+            f"--plots {folder}: cannot write the plots ({exc.strerror or exc})") from None
+    print(f"wrote {len(written)} files to {folder}", file=sys.stderr)
+
+
+def check_plots_folder(folder: Path, datasets: list[Path | None] | None = None) -> Path:
+    """Refuse a ``--plots`` folder that cannot be written, that is one of the ``datasets``
+    or inside one (plots would litter the data), or that holds a file of the same name as
+    an output that is not an earlier evaluation's (those are replaced)."""
+    from napari_zfocus.errors import ZFocusError
     from napari_zfocus.inspection.plots import EVALUATION_FILES
     from napari_zfocus.outputs import check_output_folder, starts_with
+
+    where = folder.resolve()
+    for ds in filter(None, datasets or []):
+        root = Path(ds).resolve()
+        if where == root or root in where.parents:
+            what = "is the dataset folder" if where == root else "is inside the dataset folder"
+            raise ZFocusError(f"--plots {folder}: {what} {ds}; write the plots to a folder "
+                              "outside the dataset")
 
     files = {name: starts_with(head) for name, head in EVALUATION_FILES.items()}
     return check_output_folder(folder, "--plots", files=files, kind="an earlier eval output")

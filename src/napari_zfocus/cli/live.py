@@ -12,13 +12,13 @@ max_abs_error_um, max_step_um, moves, holds, stage_range_um, wall_s, fps, ...).
 from __future__ import annotations
 
 import argparse
-import json
-import math
+import itertools
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from napari_zfocus._json import to_json_line
 from napari_zfocus.cli import _args
 from napari_zfocus.errors import ZFocusError
 
@@ -119,7 +119,7 @@ def _progress_printer(every_s: float = 5.0):
     return progress
 
 
-def _announce_once(line: str):
+def announce_once(line: str):
     """Wrap a progress callback so ``line`` is printed with the first report: a session that
     fails while starting (bad model, bad pixel size) then prints its error line alone."""
 
@@ -171,7 +171,7 @@ def run_simulation(args: argparse.Namespace) -> int:
     if args.scene == "pattern":
         renderer = PatternRenderer(shape, args.pixel_size, seed=args.seed)
     settings = controller_settings(args)
-    announce = _announce_once(
+    announce = announce_once(
         f"zfocus live: simulating {args.hours:g} h, drift {args.drift_um:g} um, one frame every "
         f"{args.interval_s:g} s"
     )
@@ -185,24 +185,10 @@ def run_simulation(args: argparse.Namespace) -> int:
     for line in format_summary(summary):
         print(line, file=sys.stderr if args.json else sys.stdout)
     if args.json:
-        print(json.dumps(_jsonable(summary)), flush=True)
+        print(to_json_line(summary), flush=True)
     if args.csv:  # after the summary: a write that fails anyway (disk full) loses nothing else
         _export_csv(result.controller, args.csv)
     return 0
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    """Replace NaN/inf by None so the line is strict JSON."""
-    def fix(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: fix(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [fix(x) for x in v]
-        return v
-
-    return fix(d)
 
 
 def run_hardware(args: argparse.Namespace) -> int:
@@ -227,14 +213,7 @@ def run_hardware(args: argparse.Namespace) -> int:
         controller.lock()
         print(f"zfocus live: locked at estimate {controller.locked_um:+.2f} um, "
               f"stage {microscope.get_z():+.2f} um; Ctrl-C to stop", file=sys.stderr, flush=True)
-        while args.frames is None or frames < args.frames:
-            d = controller.step()
-            frames += 1
-            print(f"{d.time_s:.2f} s: stage {d.stage_z_um:+.2f} um, estimate {d.estimate_um:+.2f}"
-                  f" um, {d.action} ({d.reason})", file=sys.stderr, flush=True)
-            if controller.stopped:
-                break
-            time.sleep(max(args.interval_s, 0.0))
+        frames = _hold_focus(controller, args.frames, args.interval_s)
     except KeyboardInterrupt:
         pass
     finally:
@@ -245,8 +224,31 @@ def run_hardware(args: argparse.Namespace) -> int:
     summary = {**controller.summary(), "frames": frames, "wall_s": wall,
                "fps": frames / wall if wall > 0 else None}
     if args.json:
-        print(json.dumps(_jsonable(summary)), flush=True)
+        print(to_json_line(summary), flush=True)
     return 1 if controller.stopped else 0
+
+
+def _hold_focus(controller: Any, limit: int | None, interval_s: float) -> int:
+    """Step the controller on hardware, one frame every ``interval_s`` s, printing each
+    decision, until ``limit`` frames, a safe stop or Ctrl-C; returns the frame count."""
+    from napari_zfocus.live.frame_loop import drive_frames
+
+    frames = 0
+    # The controller snaps each frame itself (the source yields None): a camera error is
+    # then one of its counted failures, ending in a safe stop, not a crash of the loop.
+    results = drive_frames(itertools.repeat(None), controller.step,
+                           period_s=max(interval_s, 0.0))
+    try:
+        for result in results:
+            d = result.output
+            frames += 1
+            print(f"{d.time_s:.2f} s: stage {d.stage_z_um:+.2f} um, estimate "
+                  f"{d.estimate_um:+.2f} um, {d.action} ({d.reason})", file=sys.stderr, flush=True)
+            if controller.stopped or frames == limit:
+                break
+    except KeyboardInterrupt:  # Ctrl-C is how a hardware session normally ends
+        pass
+    return frames
 
 
 def check_csv(path: str) -> Path:

@@ -10,12 +10,12 @@ command stops with a clear error. With ``--json`` the last stdout line is one JS
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_zfocus._json import to_json_line
 from napari_zfocus.cli import _args
 from napari_zfocus.errors import ZFocusError, describe
 
@@ -47,8 +47,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def read_image(path: Path, slice_index: int | None = None) -> tuple[np.ndarray, float | None]:
+def read_image(
+    path: Path, slice_index: int | None = None, pixel_size_um: float | None = None
+) -> tuple[np.ndarray, float | None]:
     """Read a 2-D image (or one slice of a stack) and its pixel size (um, or ``None``).
+
+    ``pixel_size_um`` (``--pixel-size``) overrides the file's metadata, which is then
+    not checked (a file with an absurd pixel size in its metadata can still be read).
 
     The file goes through the stack reader, so a truncated or damaged file is refused
     (never read as a 2-D image or as fewer slices), as are RGB, 1-bit, complex and
@@ -64,7 +69,7 @@ def read_image(path: Path, slice_index: int | None = None) -> tuple[np.ndarray, 
 
     if not path.exists():
         raise ZFocusError(describe(path, "no such file"))
-    stack = read_stack(path, min_slices=1, allow_2d=True)
+    stack = read_stack(path, min_slices=1, allow_2d=True, pixel_size_um=pixel_size_um)
     n = stack.n_slices
     if n == 1:
         if slice_index not in (None, 0):
@@ -87,7 +92,12 @@ def run(args: argparse.Namespace) -> int:
     """Run ``zfocus predict``."""
     from napari_zfocus.model.inference import Predictor
 
-    image, file_px = read_image(args.image, args.slice)
+    image, file_px = read_image(args.image, args.slice, args.pixel_size)
+    if float(np.ptp(image)) == 0:
+        # A blank or constant frame has no focus to read; the model would still answer.
+        raise ZFocusError(describe(args.image, "no contrast: the image is blank or constant "
+                                   f"(every pixel {float(image.flat[0]):g}), so there is no z "
+                                   "to read"))
     px = args.pixel_size if args.pixel_size is not None else file_px
     if px is None:
         raise ZFocusError(
@@ -100,10 +110,11 @@ def run(args: argparse.Namespace) -> int:
         pred = predictor.predict(image, px)
     except ZFocusError as exc:
         raise ZFocusError(describe(args.image, str(exc))) from None
+    predictor.require_finite(pred.softmax, str(args.image))  # a broken model: NaN, not a z
     out = pred.to_dict()
     out.update(image=str(args.image), pixel_size_um=float(px), model=str(args.model))
     if args.json:
-        print(json.dumps(out))
+        print(to_json_line(out))
         return 0
     flag = "  AMBIGUOUS (bimodal softmax)" if pred.bimodal else ""
     print(f"image        {args.image}  ({image.shape[0]} x {image.shape[1]} px, {px:g} um/px)")

@@ -126,14 +126,38 @@ def run(args: argparse.Namespace) -> int:
         def progress(done: int, total: int) -> None:
             bar.update(done - bar.n)
 
+    created = _missing_folders(Path(args.out))
     try:
         csv_path = simulate_dataset(args.out, args.stacks, seed=args.seed, params=params,
                                     overwrite=args.overwrite, progress=progress)
+    except BaseException:  # a failed write, Ctrl-C: leave no empty folder behind
+        _remove_if_empty(created)
+        raise
     finally:
         if bar is not None:
             bar.close()
     print(f"wrote {args.stacks} stacks and {csv_path}")
     return 0
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet (the run creates them)."""
+    missing = []
+    for p in (folder, *folder.parents):
+        if os.path.lexists(p):
+            break
+        missing.append(p)
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders this run created (deepest first) while they hold nothing: a run
+    that wrote no stack leaves no trace, one that wrote some keeps them."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # only ever removes an empty folder
+        except OSError:
+            return
 
 
 def check_out_folder(out: str, overwrite: bool) -> Path:

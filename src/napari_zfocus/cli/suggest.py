@@ -7,9 +7,9 @@ Uses the contrast dip between the sharpness peaks (no model needed); see
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
+from napari_zfocus._json import to_json_line
 from napari_zfocus.cli import _args
 
 
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         "sharpest_index": result.sharpest_index,
     }
     if args.json:
-        print(json.dumps(record))
+        print(to_json_line(record))
         return 0
     step = f"{stack.z_step_um:g} um" if stack.z_step_um is not None else "unknown (1 um assumed)"
     print(

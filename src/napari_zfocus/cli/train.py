@@ -7,22 +7,25 @@ Example::
     zfocus train my_dataset --out yeast40x.zfm --overwrite              # start afresh
     torchrun --nproc_per_node 2 -m napari_zfocus.cli train my_dataset --out m.zfm --steps 2000
 
-Ctrl-C once stops cleanly (a checkpoint and a usable model are written; continue with
-``--resume``); twice aborts. On a CPU the command re-starts itself once with the tcmalloc
-allocator when ``libtcmalloc_minimal.so.4`` is installed, which roughly halves the time
-per training step (set ``ZFOCUS_NO_TCMALLOC=1`` to prevent that).
+Ctrl-C or SIGTERM once stops cleanly (a checkpoint and a usable model are written, exit 130
+or 143; continue with ``--resume``); twice aborts. While it runs, ``MODEL.lock`` (holding
+its PID) keeps a second training from writing the same model. On a CPU the command
+re-starts itself once with the tcmalloc allocator when ``libtcmalloc_minimal.so.4`` is
+installed, which roughly halves the time per training step (set ``ZFOCUS_NO_TCMALLOC=1``
+to prevent that).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from napari_zfocus._json import to_json_line
 from napari_zfocus.cli import _args
 from napari_zfocus.errors import ZFocusError
 
@@ -49,6 +52,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("dataset", metavar="DATASET", help="dataset folder with annotations.csv")
     p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.zfm)")
+    _add_budget_and_optimisation(p)
+    _add_model_and_validation(p)
+    run = p.add_argument_group("execution")
+    run.add_argument("--device", type=_args.DEVICE, default="auto",
+                     help="auto (CUDA if present), cpu, cuda, cuda:1, mps")
+    run.add_argument("--threads", type=_args.THREADS, default=None,
+                     help="CPU threads (default: all cores)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=run_train)
+    return p
+
+
+def _add_budget_and_optimisation(p: argparse.ArgumentParser) -> None:
     budget = p.add_argument_group("budget")
     budget.add_argument("--minutes", type=_args.number(0, _args.MAX_TRAIN_MINUTES, lo_open=True),
                         help="wall-clock budget, minutes")
@@ -71,6 +88,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     opt.add_argument("--seed", type=_args.SEED, default=0,
                      help="seed of split, weights and batches")
     opt.add_argument("--no-augment", action="store_true", help="no random flips / rotations")
+
+
+def _add_model_and_validation(p: argparse.ArgumentParser) -> None:
     model = p.add_argument_group(
         "model (defaults: the paper's, except 1.2 um/px and batch-norm for CPU budgets; "
         "on --resume: the checkpoint's)"
@@ -95,15 +115,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="steps between validations (0: none)")
     val.add_argument("--checkpoint-every", type=_args.integer(0, _args.MAX_STEPS), default=None,
                      help="steps between checkpoints (also every 2 minutes; 0: by time only)")
-    run = p.add_argument_group("execution")
-    run.add_argument("--device", type=_args.DEVICE, default="auto",
-                     help="auto (CUDA if present), cpu, cuda, cuda:1, mps")
-    run.add_argument("--threads", type=_args.THREADS, default=None,
-                     help="CPU threads (default: all cores)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.set_defaults(func=run_train)
-    return p
 
 
 def _tcmalloc_path() -> str | None:
@@ -153,7 +164,10 @@ def _model_config(args: argparse.Namespace, ckpt_config: Any | None):
     if args.z_range is not None:
         given["z_min_um"], given["z_max_um"] = args.z_range
     base.update({k: v for k, v in given.items() if v is not None})
-    return ModelConfig.from_dict(base)
+    config = ModelConfig.from_dict(base)
+    if args.bin_um is not None or args.z_range is not None:
+        config.check_bin_grid()  # a new z grid must be whole bins (a bin at focus)
+    return config
 
 
 def _train_config(args: argparse.Namespace):
@@ -196,43 +210,109 @@ def _format_metrics(m: dict[str, float]) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Run ``zfocus train``; returns 0 when done, 130 when stopped with Ctrl-C."""
-    if not Path(args.dataset).is_dir():
-        raise ZFocusError(f"{args.dataset}: dataset folder not found")
-    from napari_zfocus.outputs import check_model_output
+    """Run ``zfocus train``; returns 0 when done, 130 (143) when stopped by Ctrl-C (SIGTERM)."""
+    _args.check_dataset_folder(args.dataset)
+    from napari_zfocus.outputs import check_model_output, model_output_lock
 
     # Before the dataset is read and minutes of training start: never replace a user's
     # file, an earlier model only when asked to.
     check_model_output(args.out, resume=args.resume, overwrite=args.overwrite,
                        dataset=args.dataset)
-    _maybe_reexec_with_tcmalloc(args)
+    _maybe_reexec_with_tcmalloc(args)  # keeps the PID: the lock is taken after it
 
-    from napari_zfocus.data import read_dataset
     from napari_zfocus.training import ddp
+
+    is_main = ddp.env_context().is_main
+    with contextlib.ExitStack() as held:
+        if is_main:  # rank 0 writes the files under torchrun: it alone holds the lock
+            held.enter_context(model_output_lock(args.out))
+            # A run that ended between the check above and the lock has written files.
+            check_model_output(args.out, resume=args.resume, overwrite=args.overwrite,
+                               dataset=args.dataset)
+        return _train_locked(args, is_main)
+
+
+def _resume_state(args: argparse.Namespace) -> Any | None:
+    """The checkpoint ``--resume`` continues (None without it); refuse a ``--steps`` budget
+    it has already used, which would rewrite the files without training."""
+    if not args.resume:
+        return None
     from napari_zfocus.training.checkpoint import checkpoint_path, load_checkpoint
+
+    state = load_checkpoint(checkpoint_path(args.out))
+    if args.steps is not None and args.steps <= state["step"]:
+        raise ZFocusError(f"--steps {args.steps}: the checkpoint is already at step "
+                          f"{state['step']}; give a larger --steps or --minutes")
+    return state
+
+
+def _train_locked(args: argparse.Namespace, is_main: bool) -> int:
+    """Read the data, train, print the summary (rank 0); the output is checked and locked."""
+    from napari_zfocus.data import read_dataset
     from napari_zfocus.training.loop import CancelToken, train
 
+    resumed = _resume_state(args)
     dataset = read_dataset(args.dataset)
-    ckpt_config = (
-        load_checkpoint(checkpoint_path(args.out))["model_config"] if args.resume else None
-    )
-    mc = _model_config(args, ckpt_config)
+    mc = _model_config(args, resumed["model_config"] if resumed is not None else None)
     tc = _train_config(args)
-    is_main = ddp.env_context().is_main
     cancel = CancelToken()
+    with _StopSignals(cancel, is_main) as stop:
+        try:
+            last = _follow(train(dataset, mc, tc, cancel), tc, args, is_main)
+        except KeyboardInterrupt:  # a second signal: abort without saving
+            if stop.signum != signal.SIGTERM:
+                raise
+            print("zfocus train: aborted by a second SIGTERM", file=sys.stderr)
+            return stop.exit_code
+    if last is None or not is_main:
+        return 0
+    return _print_summary(last, args, stopped_code=stop.exit_code)
 
-    def on_sigint(signum, frame):  # first Ctrl-C: save and stop; second: abort
-        cancel.cancel()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if is_main:
-            print("\nstopping: saving checkpoint and model (Ctrl-C again to abort)",
-                  file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+class _StopSignals:
+    """The first Ctrl-C or SIGTERM (what schedulers and systemd send) stops the training
+    cleanly: a checkpoint and a model are written, exit 130 (Ctrl-C) or 143 (SIGTERM).
+    A second signal of either kind aborts (KeyboardInterrupt)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, cancel: Any, is_main: bool) -> None:
+        self.cancel = cancel
+        self.is_main = is_main
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._first)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal that stopped the run (130 without one: stopped early)."""
+        return 128 + int(self.signum or signal.SIGINT)
+
+    def _first(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        self.cancel.cancel()
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.default_int_handler)
+        if self.is_main:
+            name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+            print(f"\nstopping on {name}: saving checkpoint and model ({name} again to abort)",
+                  file=sys.stderr, flush=True)
+
+
+def _follow(events: Any, tc: Any, args: argparse.Namespace, is_main: bool) -> Any:
+    """Show the training events (rank 0: progress bar, validation lines); return the last."""
     bar = None
     last = None
     try:
-        for ev in train(dataset, mc, tc, cancel):
+        for ev in events:
             last = ev
             if not is_main:
                 continue
@@ -249,11 +329,13 @@ def run_train(args: argparse.Namespace) -> int:
                 else:
                     print(msg, file=sys.stderr)
     finally:
-        signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
-    if last is None or not is_main:
-        return 0
+    return last
+
+
+def _print_summary(last: Any, args: argparse.Namespace, stopped_code: int = 130) -> int:
+    """The final summary (JSON or lines); ``stopped_code`` when stopped early, else 0."""
     summary = {
         "model": last.model_path,
         "checkpoint": last.checkpoint_path,
@@ -264,7 +346,7 @@ def run_train(args: argparse.Namespace) -> int:
         "validation": last.metrics,
     }
     if args.json:
-        print(json.dumps(summary))
+        print(to_json_line(summary))
     else:
         print(f"model: {last.model_path} (checkpoint {last.checkpoint_path})")
         print(f"steps: {last.step} in {last.elapsed_s:.0f} s "
@@ -272,7 +354,7 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"validation: {_format_metrics(last.metrics)}")
         if last.kind == "cancelled":
             print("stopped early: continue with --resume")
-    return 130 if last.kind == "cancelled" else 0
+    return stopped_code if last.kind == "cancelled" else 0
 
 
 def _make_bar(tc, ev):

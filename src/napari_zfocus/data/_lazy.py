@@ -144,7 +144,7 @@ class LazyPlanes:
             planes = self.source.read([int(self.plane_of_z[zkey])])
             return planes[0][rest]
         planes = self.source.read(self.plane_of_z[zkey].tolist())
-        return planes[(slice(None), *rest)]
+        return planes[(slice(None),) + rest]
 
 
 def as_dask(planes: LazyPlanes, token: Any) -> da.Array:
@@ -161,3 +161,9 @@ def as_dask(planes: LazyPlanes, token: Any) -> da.Array:
         asarray=True,
         fancy=False,
     )
+
+
+def file_token(path: Path, *extra: Any) -> tuple[Any, ...]:
+    """Dask name token of a file: it changes when the file does (size, mtime)."""
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, *extra)

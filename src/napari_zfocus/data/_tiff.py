@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import struct
 import threading
@@ -99,6 +100,15 @@ def damage_check(path: Path) -> Iterator[None]:
 
 
 def open_tiff(path: Path) -> tifffile.TiffFile:
+    """Open a TIFF file's header; refuse anything but a regular file before opening it
+    (reading a FIFO blocks forever, a device never ends)."""
+    try:
+        regular = path.is_file()
+    except (OSError, ValueError):  # a symlink loop, a NUL in the name
+        regular = False
+    if not regular:
+        what = "no such file" if not os.path.lexists(path) else "not a regular file"
+        raise StackError(describe(path, f"{what}; expected a TIFF file or a folder of slices"))
     try:
         return tifffile.TiffFile(path)
     except tifffile.TiffFileError as exc:

@@ -111,10 +111,24 @@ def read_dataset(
     """
     root = Path(folder)
     csv_path = root / ANNOTATIONS_FILE
+    reader, columns = _open_csv(root, csv_path)
+    annotations, problems = _read_rows(reader, columns, root, check_stacks)
+    _refuse_problems(csv_path, annotations, problems, min_stacks)
+    return Dataset(root=root, annotations=annotations, columns=columns)
+
+
+def _open_csv(root: Path, csv_path: Path) -> tuple[Any, list[str]]:
+    """A CSV reader positioned after the checked header, and the header's columns."""
     if not root.is_dir():
         raise DatasetError(describe(root, "not a dataset folder (no such folder)"))
     if not csv_path.is_file():
-        raise DatasetError(describe(csv_path, "not found; a dataset folder needs annotations.csv"))
+        # A folder or a FIFO of that name exists: "not found" would send the user looking.
+        what = ("not found" if not os.path.lexists(csv_path)
+                else "is a folder, not a file" if csv_path.is_dir()
+                else "is a named pipe (FIFO), not a file" if csv_path.is_fifo()
+                else "is a broken link" if not csv_path.exists()
+                else "is not a regular file")
+        raise DatasetError(describe(csv_path, f"{what}; a dataset folder needs annotations.csv"))
     try:
         text = csv_path.read_text(encoding="utf-8-sig")  # Excel adds a byte-order mark
     except (OSError, UnicodeDecodeError) as exc:
@@ -127,10 +141,17 @@ def read_dataset(
         raise DatasetError(describe(csv_path, f"malformed header ({exc})")) from exc
     columns = [c.strip() for c in header or []]
     _check_header(csv_path, columns)
+    return reader, columns
 
+
+def _read_rows(
+    reader: Any, columns: list[str], root: Path, check_stacks: bool
+) -> tuple[list[Annotation], list[str]]:
+    """The good annotations, and one ``"annotations.csv line N: ..."`` per problem."""
     problems: list[str] = []
     annotations: list[Annotation] = []
     seen: dict[str, int] = {}
+    seen_files: dict[Path, tuple[str, int]] = {}  # resolved stack -> (name, line)
     line = 1
     while True:
         try:
@@ -155,11 +176,26 @@ def read_dataset(
             else:
                 seen[key] = line
         if annotation is not None and check_stacks:
-            _check_stack(root, annotation, row_problems)
+            resolved = _check_stack(root, annotation, row_problems)
+            if resolved is not None and resolved in seen_files:
+                # Two names for one file (a symlink alias): two focus indices for one stack.
+                first, first_line = seen_files[resolved]
+                row_problems.append(
+                    f"duplicate stack: {annotation.stack!r} is the same file as {first!r} "
+                    f"(line {first_line})"
+                )
+            elif resolved is not None:
+                seen_files[resolved] = (annotation.stack, line)
         problems.extend(f"{ANNOTATIONS_FILE} line {line}: {p}" for p in row_problems)
         if annotation is not None and not row_problems:
             annotations.append(annotation)
+    return annotations, problems
 
+
+def _refuse_problems(
+    csv_path: Path, annotations: list[Annotation], problems: list[str], min_stacks: int
+) -> None:
+    """Raise one :class:`DatasetError` summing up the problems (or too few rows)."""
     if not problems and len(annotations) < min_stacks:
         raise DatasetError(
             describe(
@@ -179,7 +215,6 @@ def read_dataset(
             ),
             problems,
         )
-    return Dataset(root=root, annotations=annotations, columns=columns)
 
 
 def write_annotations(
@@ -296,25 +331,29 @@ def dataset_stack_path(root: Path, stack: str) -> Path:
     return root / stack
 
 
-def _check_stack(root: Path, a: Annotation, problems: list[str]) -> None:
+def _check_stack(root: Path, a: Annotation, problems: list[str]) -> Path | None:
+    """Check the stack of ``a`` (its header only); return its resolved path if it is good."""
     try:
-        inside_folder(root, a.stack, "stack")  # a symlink out of the folder
+        resolved = inside_folder(root, a.stack, "stack")  # a symlink out of the folder
     except ZFocusError as exc:
         problems.append(str(exc))
-        return
+        return None
     path = root / a.stack
     if not path.exists():
         problems.append(f"stack file not found: {a.stack}")
-        return
+        return None
     try:
-        stack = read_stack(path)  # header only: the pixels stay on disk
+        # The row's sizes override the file's metadata, as when the stack is used.
+        stack = read_stack(path, z_step_um=a.z_step_um, pixel_size_um=a.pixel_size_um)
     except StackError as exc:
         problems.append(str(exc))
-        return
+        return None
     if a.focus_index >= stack.n_slices:
         problems.append(
             f"focus_index {a.focus_index} out of range: {a.stack} has {stack.n_slices} slices"
         )
+        return None
+    return resolved
 
 
 def _annotation_problems(a: Annotation) -> list[str]:

@@ -10,6 +10,12 @@ Sources, tried in this order (the first that gives a value wins, per quantity):
    inches is a print setting, such as the 72 dpi many programs write, never a pixel size).
 
 Only the TIFF header and descriptions are read, never pixel data.
+
+Values found are checked like the flags are (:func:`check_metadata_sizes`): a z-step or
+pixel size outside :mod:`napari_zfocus.bounds` is refused naming the file and the
+metadata field, unless the caller gives that size itself, and so are pixels that are
+not square (X and Y sizes more than 1 % apart). A plain TIFF resolution outside the
+bounds is ignored instead: it is a print setting, not a pixel size.
 """
 
 from __future__ import annotations
@@ -20,9 +26,13 @@ import math
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import tifffile
+
+from napari_zfocus.bounds import PIXEL_SIZE_UM, Z_STEP_UM, check_pixel_size_um, check_z_step
+from napari_zfocus.errors import StackError, ZFocusError, describe
 
 _log = logging.getLogger(__name__)
 
@@ -52,19 +62,33 @@ _MM_HEADER_MAGIC = (54773648, 483729)
 #: TIFF ResolutionUnit codes that describe a physical pixel size (2 = inch is left out).
 _RESUNIT_TO_UM = {3: 1e4, 4: 1e3, 5: 1.0}
 
+#: Largest relative difference of the X and Y pixel sizes of "square" pixels. The model
+#: resamples both axes by one factor, so other pixels would reach it stretched.
+SQUARE_PIXEL_TOLERANCE = 0.01
+
 
 @dataclass(frozen=True)
 class PhysicalSizes:
-    """Z-step and pixel size in micrometres; ``None`` where the metadata is silent."""
+    """Z-step and pixel size in micrometres; ``None`` where the metadata is silent.
+
+    ``pixel_size_um`` is the X size; ``pixel_size_y_um`` the Y size where the source
+    states it separately. The ``*_source`` fields name the metadata field a value came
+    from (``"ImageJ spacing"``), for messages.
+    """
 
     z_step_um: float | None = None
     pixel_size_um: float | None = None
+    pixel_size_y_um: float | None = None
+    z_step_source: str = ""
+    pixel_size_source: str = ""
 
     def merged(self, other: PhysicalSizes) -> PhysicalSizes:
-        """Fill the values missing here from ``other``."""
+        """Fill the values missing here from ``other`` (X, Y and source go together)."""
+        z = self if self.z_step_um is not None else other
+        px = self if self.pixel_size_um is not None else other
         return PhysicalSizes(
-            self.z_step_um if self.z_step_um is not None else other.z_step_um,
-            self.pixel_size_um if self.pixel_size_um is not None else other.pixel_size_um,
+            z.z_step_um, px.pixel_size_um, px.pixel_size_y_um, z.z_step_source,
+            px.pixel_size_source,
         )
 
 
@@ -90,6 +114,56 @@ def clean_size(value: Any, factor: float | None = 1.0) -> float | None:
     if not math.isfinite(number) or number <= 0:
         return None
     return float(f"{number:.9g}")
+
+
+def checked_size(path: Path, name: str, value: float | None) -> float | None:
+    """A z-step / pixel size given by the caller, within :mod:`napari_zfocus.bounds`.
+
+    ``name`` is ``"z_step_um"`` or ``"pixel_size_um"``; ``None`` passes through.
+
+    Raises
+    ------
+    StackError
+        Out of bounds, the message naming ``path``.
+    """
+    if value is None:
+        return None
+    check = check_z_step if name == "z_step_um" else check_pixel_size_um
+    try:
+        return check(value, name)
+    except ZFocusError as exc:
+        raise StackError(describe(path, str(exc))) from None
+
+
+def check_metadata_sizes(
+    path: Path, sizes: PhysicalSizes, *, z_step_given: bool, pixel_size_given: bool
+) -> None:
+    """Refuse sizes from a file's metadata that the flags would refuse, and non-square pixels.
+
+    A size the caller gives (a flag, an ``annotations.csv`` row) replaces the file's, so
+    its metadata value is then not checked. Non-square pixels are refused either way:
+    a pixel size cannot make them square.
+
+    Raises
+    ------
+    StackError
+        ``"<path>: z-step 1e+30 um from its ImageJ spacing metadata is outside ..."``.
+    """
+    checks = (
+        (z_step_given, sizes.z_step_um, sizes.z_step_source, "z-step", Z_STEP_UM, "--z-step"),
+        (pixel_size_given, sizes.pixel_size_um, sizes.pixel_size_source, "pixel size",
+         PIXEL_SIZE_UM, "--pixel-size"),
+    )
+    for given, value, source, what, (lo, hi), flag in checks:
+        if not given and value is not None and not lo <= value <= hi:
+            raise StackError(describe(
+                path, f"{what} {value:g} um from its {source or 'file'} metadata is outside "
+                f"{lo:g}..{hi:g} um; give the {what} explicitly ({flag})"))
+    x, y = sizes.pixel_size_um, sizes.pixel_size_y_um
+    if x is not None and y is not None and abs(x - y) > SQUARE_PIXEL_TOLERANCE * max(x, y):
+        raise StackError(describe(
+            path, f"pixels are not square: X {x:g} um, Y {y:g} um ({sizes.pixel_size_source} "
+            "metadata); the model needs square pixels, resample the image first"))
 
 
 def read_physical_sizes(tif: tifffile.TiffFile) -> PhysicalSizes:
@@ -126,7 +200,8 @@ def _from_ome(tif: tifffile.TiffFile) -> PhysicalSizes:
         unit = pixels.get(f"PhysicalSize{axis}Unit", "µm")
         return clean_size(pixels.get(f"PhysicalSize{axis}"), unit_to_um(unit))
 
-    return PhysicalSizes(size("Z"), size("X"))
+    return PhysicalSizes(size("Z"), size("X"), size("Y"), "OME PhysicalSizeZ",
+                         "OME PhysicalSizeX/Y")
 
 
 def _pick(mapping: Mapping[str, Any], *keys: str) -> Any:
@@ -185,7 +260,7 @@ def _from_micromanager(tif: tifffile.TiffFile) -> PhysicalSizes:
         z1 = _pick(second, "ZPositionUm", "ZPositionUM")
         if z0 is not None and z1 is not None:
             z_step = clean_size(abs(float(z1) - float(z0)))
-    return PhysicalSizes(z_step, pixel)
+    return PhysicalSizes(z_step, pixel, None, "Micro-Manager z-step", "Micro-Manager PixelSizeUm")
 
 
 def _from_imagej(tif: tifffile.TiffFile) -> PhysicalSizes:
@@ -194,26 +269,35 @@ def _from_imagej(tif: tifffile.TiffFile) -> PhysicalSizes:
         return PhysicalSizes()
     factor = unit_to_um(str(meta.get("unit", "")))
     z_step = clean_size(meta.get("spacing"), factor)
-    pixel = None
+    pixel = pixel_y = None
     xres = _x_resolution(tif.pages[0])
     if xres is not None and factor is not None:
         pixel = clean_size(1.0 / xres, factor)
-    return PhysicalSizes(z_step, pixel)
+        yres = _x_resolution(tif.pages[0], "YResolution")
+        pixel_y = clean_size(1.0 / yres, factor) if yres is not None else None
+    return PhysicalSizes(z_step, pixel, pixel_y, "ImageJ spacing", "ImageJ X/YResolution")
 
 
 def _from_resolution(tif: tifffile.TiffFile) -> PhysicalSizes:
     page = tif.pages[0]
-    unit_tag = page.tags.get("ResolutionUnit")
+    unit_tag = page.tags.get("ResolutionUnit")  # type: ignore[union-attr]
     factor = _RESUNIT_TO_UM.get(int(unit_tag.value)) if unit_tag is not None else None
     xres = _x_resolution(page)
     if xres is None or factor is None:
         return PhysicalSizes()
-    return PhysicalSizes(None, clean_size(1.0 / xres, factor))
+    pixel = clean_size(1.0 / xres, factor)
+    lo, hi = PIXEL_SIZE_UM
+    if pixel is None or not lo <= pixel <= hi:
+        return PhysicalSizes()  # a print setting (72 dpi in cm), not a microscope's pixel
+    yres = _x_resolution(page, "YResolution")
+    pixel_y = clean_size(1.0 / yres, factor) if yres is not None else None
+    return PhysicalSizes(None, pixel, pixel_y, "", "TIFF X/YResolution")
 
 
-def _x_resolution(page: Any) -> float | None:
-    """Pixels per unit along X, or ``None`` when absent or the meaningless default 1/1."""
-    tag = page.tags.get("XResolution")
+def _x_resolution(page: Any, tag_name: str = "XResolution") -> float | None:
+    """Pixels per unit along X (or ``tag_name``), or ``None`` when absent or the
+    meaningless default 1/1."""
+    tag = page.tags.get(tag_name)
     if tag is None:
         return None
     value = tag.value

@@ -1,5 +1,4 @@
-"""Qt-free helpers of the inspection widget: model summary, image planes, focus-map
-geometry, metric tables.
+"""Qt-free helpers of the inspection widget: model summary, image planes, focus-map geometry.
 
 Everything the inspection dock computes lives here so it can be tested without Qt:
 
@@ -10,46 +9,33 @@ Everything the inspection dock computes lives here so it can be tested without Q
 * :func:`displayed_plane` -- the 2-D plane of an n-D array at the viewer's current point;
 * :func:`focus_map_transform` / :func:`tile_index` -- scale/translate that put a
   :class:`~napari_zfocus.model.inference.FocusMap` on top of the image it came from, and
-  the inverse (which tile lies under the cursor);
-* :func:`metrics_table` / :func:`write_metrics_csv` -- the CNN next to its baselines.
+  the inverse (which tile lies under the cursor).
+
+The metrics table lives in :mod:`napari_zfocus.inspection.metrics_table` (shared with the CLI).
 """
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_zfocus._atomic import atomic_open
 from napari_zfocus.errors import ZFocusError
+from napari_zfocus.inspection.metrics_table import format_value as _fmt
 
 __all__ = [
-    "METRIC_ROWS",
     "describe_model",
+    "describe_model_text",
     "displayed_plane",
+    "focus_map_summary",
     "focus_map_transform",
-    "metrics_table",
     "pixel_size_from_layer",
+    "prediction_texts",
     "tile_index",
-    "write_metrics_csv",
+    "tile_text",
 ]
-
-#: Metrics of the table, in display order: (key, short header, description).
-METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
-    ("n_images", "n", "test images"),
-    ("within_1um", "<=1um", "fraction of images within +/-1 um"),
-    ("median_abs_error_um", "median", "median |error|, um"),
-    ("mean_abs_error_um", "mean", "mean |error|, um"),
-    ("p90_abs_error_um", "p90", "90th percentile of |error|, um"),
-    ("mse_um2", "MSE", "mean squared error, um^2"),
-    ("bias_um", "bias", "mean (predicted - true), um"),
-    ("sign_accuracy", "sign", "fraction placed on the right side of focus (CNN only)"),
-)
 
 #: Validation metrics of a training record shown in the model summary: (key, format).
 _VALIDATION_SHOWN = (
@@ -60,28 +46,6 @@ _VALIDATION_SHOWN = (
 )
 
 _UM_UNITS = {"um", "µm", "micrometer", "micron", "micrometre"}
-
-
-_FRACTIONS = {"within_1um", "sign_accuracy"}
-
-
-def _percent(value: Any) -> str:
-    if value is None or not math.isfinite(float(value)):
-        return "-"
-    return f"{100 * float(value):.0f}%"
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return "-" if not math.isfinite(v) else f"{v:.3g}"
-    return str(value)
 
 
 def describe_model(
@@ -115,29 +79,7 @@ def describe_model(
     ]
     training = (metadata or {}).get("training")
     if isinstance(training, dict):
-        parts = []
-        if "steps" in training:
-            parts.append(f"{training['steps']} steps")
-        if "train_stacks" in training:
-            parts.append(f"{training['train_stacks']} train stacks")
-        val = training.get("val_stacks")
-        if isinstance(val, list):
-            parts.append(f"{len(val)} validation stacks")
-        if training.get("elapsed_s") is not None:
-            minutes = float(training["elapsed_s"]) / 60
-            parts.append(f"{minutes:.1f} min on {training.get('device', '?')}")
-        if training.get("cancelled"):
-            parts.append("stopped early")
-        rows.append(("training", ", ".join(parts) or "-"))
-        if training.get("dataset"):
-            rows.append(("data", str(training["dataset"])))
-        metrics = training.get("validation")
-        if isinstance(metrics, dict) and metrics:
-            shown = [fmt.format(float(metrics[k])) for k, fmt in _VALIDATION_SHOWN
-                     if isinstance(metrics.get(k), (int, float))]
-            if not shown:  # an unfamiliar record: show its first entries raw
-                shown = [f"{k} {_fmt(v)}" for k, v in list(metrics.items())[:4]]
-            rows.append(("validation", ", ".join(shown)))
+        rows += _training_rows(training)
     else:
         rows.append(("training", "no training record in the file"))
     for key, value in (metadata or {}).items():
@@ -147,6 +89,40 @@ def describe_model(
         made = info.get("created_utc") or "?"
         version = info.get("napari_zfocus_version") or "?"
         rows.append(("file", f"written {made} by napari-zfocus {version}"))
+    return rows
+
+
+def describe_model_text(rows: Sequence[tuple[str, str]]) -> str:
+    """The rows of :func:`describe_model` as aligned ``label  value`` lines."""
+    width = max((len(k) for k, _ in rows), default=0)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _training_rows(training: dict) -> list[tuple[str, str]]:
+    """Rows summarising the ``"training"`` record a training run wrote into the file."""
+    parts = []
+    if "steps" in training:
+        parts.append(f"{training['steps']} steps")
+    if "train_stacks" in training:
+        parts.append(f"{training['train_stacks']} train stacks")
+    val = training.get("val_stacks")
+    if isinstance(val, list):
+        parts.append(f"{len(val)} validation stacks")
+    if training.get("elapsed_s") is not None:
+        minutes = float(training["elapsed_s"]) / 60
+        parts.append(f"{minutes:.1f} min on {training.get('device', '?')}")
+    if training.get("cancelled"):
+        parts.append("stopped early")
+    rows = [("training", ", ".join(parts) or "-")]
+    if training.get("dataset"):
+        rows.append(("data", str(training["dataset"])))
+    metrics = training.get("validation")
+    if isinstance(metrics, dict) and metrics:
+        shown = [fmt.format(float(metrics[k])) for k, fmt in _VALIDATION_SHOWN
+                 if isinstance(metrics.get(k), (int, float))]
+        if not shown:  # an unfamiliar record: show its first entries raw
+            shown = [f"{k} {_fmt(v)}" for k, v in list(metrics.items())[:4]]
+        rows.append(("validation", ", ".join(shown)))
     return rows
 
 
@@ -229,42 +205,30 @@ def tile_index(data_coords: Sequence[float], shape: tuple[int, int]) -> tuple[in
     return None
 
 
-def _columns(result: Any) -> list[tuple[str, dict]]:
-    """(method name, metrics) of the CNN, its argmax readout, then each baseline."""
-    methods: list[tuple[str, dict]] = [("CNN", result.metrics)]
-    if isinstance(result.metrics.get("argmax"), dict):
-        methods.append(("CNN argmax", result.metrics["argmax"]))
-    methods += list(result.baselines.items())
-    return methods
+def tile_text(focus_map: Any, i: int, j: int) -> str:
+    """One line describing tile ``(i, j)`` of a focus map."""
+    flag = ", BIMODAL" if focus_map.bimodal[i, j] else ""
+    return (
+        f"tile ({i}, {j}): z {focus_map.z_um[i, j]:+.2f} um, "
+        f"confidence {focus_map.confidence[i, j]:.2f}{flag}"
+    )
 
 
-def metrics_table(result: Any) -> tuple[list[str], list[str], list[list[str]]]:
-    """The CNN above its baselines: ``(method names, metric headers, formatted cells)``.
-
-    One row per method: ``CNN`` (expected-value readout), ``CNN argmax`` (the paper's
-    readout, when present), then one per baseline; one column per metric of
-    :data:`METRIC_ROWS`.
-    """
-    methods = _columns(result)
-    headers = [short for _, short, _ in METRIC_ROWS]
-    cells = [
-        [_percent(metrics.get(key)) if key in _FRACTIONS else _fmt(metrics.get(key))
-         for key, _, _ in METRIC_ROWS]
-        for _, metrics in methods
-    ]
-    return [name.replace("_", " ") for name, _ in methods], headers, cells
+def focus_map_summary(focus_map: Any) -> str:
+    """One line describing a whole focus map (tiles and z range)."""
+    rows, cols = focus_map.shape
+    return (
+        f"{rows} x {cols} tiles; "
+        f"z {np.nanmin(focus_map.z_um):+.1f} .. {np.nanmax(focus_map.z_um):+.1f} um. "
+        "Hover a tile to see its softmax."
+    )
 
 
-def write_metrics_csv(result: Any, path: str | os.PathLike[str]) -> Path:
-    """Write the metrics (one row per metric, one column per method) atomically."""
-    methods = _columns(result)
-    with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["metric", *(name for name, _ in methods)])
-        for key, _, _ in METRIC_ROWS:
-            row = []
-            for _, metrics in methods:
-                v = metrics.get(key)
-                row.append("" if v is None else (f"{float(v):.6g}" if isinstance(v, float) else v))
-            w.writerow([key, *row])
-    return Path(path)
+def prediction_texts(prediction: Any) -> dict[str, str]:
+    """The dock's value labels for one prediction: z, argmax bin, confidence, bimodal."""
+    return {
+        "z": f"{prediction.z_um:+.2f} um",
+        "argmax": f"{prediction.z_argmax_um:+.1f} um",
+        "confidence": f"{prediction.confidence:.2f}",
+        "bimodal": "YES (ambiguous)" if prediction.bimodal else "no",
+    }

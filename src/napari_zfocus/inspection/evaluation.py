@@ -5,11 +5,8 @@ inside the model's z range is one test image. By default the model reads the cen
 of each image, as in the paper; ``crops="tiles"`` uses every non-overlapping field of each
 image instead (more samples from large frames).
 
-Metrics (:func:`compute_metrics`): ``n_images``, ``median_abs_error_um``, ``within_1um``
-(fraction with |error| <= 1 um), ``mse_um2``, ``bias_um`` (mean predicted - true),
-``mean_abs_error_um``, ``p90_abs_error_um`` and ``sign_accuracy`` (fraction predicted on
-the right side of focus, images with |true z| < bin/2 excluded). Plus a confusion matrix
-P(predicted bin | true bin) and the error per true z.
+The metrics, the confusion matrix, the error per true z and the CSV exports are in
+:mod:`.evaluation_result` (importable from here too).
 
 :func:`iter_evaluate` is a generator (yields :class:`EvalProgress`, returns the
 :class:`EvaluationResult`) so a napari worker can show progress and cancel;
@@ -18,24 +15,31 @@ P(predicted bin | true bin) and the error per true z.
 
 from __future__ import annotations
 
-import csv
-import math
-import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_zfocus._atomic import atomic_open
 from napari_zfocus.errors import ZFocusError, describe
 from napari_zfocus.inspection.baselines import ScoreFn, focus_score_functions, iqa_profile_predict
+from napari_zfocus.inspection.evaluation_result import (
+    PER_IMAGE_COLUMNS,
+    EvaluationResult,
+    compute_metrics,
+    confusion_matrix,
+    errors_by_true_z,
+    summarise,
+    write_confusion_csv,
+    write_per_image_csv,
+)
 from napari_zfocus.model.config import ModelConfig
-from napari_zfocus.model.inference import _cancelled
+from napari_zfocus.model.focus_map import cancel_requested
 from napari_zfocus.model.preprocess import centre_crop, field_source_px, to_model_grid
 
+# The result, metrics and CSV exports live in .evaluation_result; importable from here.
 __all__ = [
+    "PER_IMAGE_COLUMNS",
     "EvalProgress",
     "EvaluationResult",
     "compute_metrics",
@@ -47,21 +51,6 @@ __all__ = [
     "write_confusion_csv",
 ]
 
-#: Columns of the per-image table (and its CSV).
-PER_IMAGE_COLUMNS = (
-    "stack",
-    "slice",
-    "tile_row",
-    "tile_col",
-    "z_true_um",
-    "z_pred_um",
-    "z_argmax_um",
-    "error_um",
-    "confidence",
-    "entropy",
-    "bimodal",
-)
-
 
 @dataclass
 class EvalProgress:
@@ -71,145 +60,6 @@ class EvalProgress:
     done: int
     total: int
     message: str = ""
-
-
-@dataclass
-class EvaluationResult:
-    """Everything an evaluation produced.
-
-    Attributes
-    ----------
-    metrics
-        CNN metrics with the expected-value readout, plus ``"argmax"``: the same metrics
-        with the paper's argmax readout.
-    per_image
-        Column name -> array (see ``PER_IMAGE_COLUMNS``), one entry per test image.
-    confusion
-        ``(n_bins, n_bins)`` P(predicted bin | true bin), rows = true bins (rows with no
-        images are zero).
-    bin_centres_um
-        Bin centres of the confusion matrix.
-    by_true_z
-        ``z_um``, ``n``, ``mean_abs_error_um``, ``median_abs_error_um`` per true z.
-    baselines
-        Baseline name -> metrics (``sign_accuracy`` is ``None``: the sign is an oracle).
-    baseline_predictions
-        Baseline name -> predicted z per test image (aligned with ``per_image``).
-    cancelled
-        True when the run was cancelled; the result covers the images done so far.
-    """
-
-    metrics: dict[str, Any]
-    per_image: dict[str, np.ndarray]
-    confusion: np.ndarray
-    bin_centres_um: np.ndarray
-    by_true_z: dict[str, list]
-    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
-    baseline_predictions: dict[str, np.ndarray] = field(default_factory=dict)
-    cancelled: bool = False
-
-    def to_json_dict(self) -> dict[str, Any]:
-        """The summary the CLI prints: metrics at the top level, then the extras."""
-        out = dict(self.metrics)
-        out["baselines"] = self.baselines
-        out["by_true_z"] = self.by_true_z
-        out["cancelled"] = self.cancelled
-        return _jsonable(out)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    return obj
-
-
-# -- metrics ---------------------------------------------------------------------------
-def compute_metrics(
-    z_true_um: np.ndarray, z_pred_um: np.ndarray, *, bin_um: float = 1.0, sign: bool = True
-) -> dict[str, Any]:
-    """Error metrics of predicted vs true z (um).
-
-    Parameters
-    ----------
-    z_true_um, z_pred_um
-        Same-length arrays.
-    bin_um
-        Bin size; images with |true z| < bin/2 are left out of ``sign_accuracy``.
-    sign
-        Compute ``sign_accuracy`` (``None`` when the sign came from an oracle).
-    """
-    t = np.asarray(z_true_um, dtype=np.float64)
-    p = np.asarray(z_pred_um, dtype=np.float64)
-    err = p - t
-    n = int(t.size)
-    if n == 0:
-        nothing = None
-        return {
-            "n_images": 0,
-            "median_abs_error_um": nothing,
-            "within_1um": nothing,
-            "mse_um2": nothing,
-            "bias_um": nothing,
-            "mean_abs_error_um": nothing,
-            "p90_abs_error_um": nothing,
-            "sign_accuracy": nothing,
-        }
-    a = np.abs(err)
-    sign_acc: float | None = None
-    if sign:
-        away = np.abs(t) >= bin_um / 2
-        if away.any():
-            sign_acc = float(np.mean(np.sign(p[away]) == np.sign(t[away])))
-    return {
-        "n_images": n,
-        "median_abs_error_um": float(np.median(a)),
-        # 1e-9: a prediction exactly 1 um off (argmax readout on 1 um bins) counts as within.
-        "within_1um": float(np.mean(a <= 1.0 + 1e-9)),
-        "mse_um2": float(np.mean(err**2)),
-        "bias_um": float(np.mean(err)),
-        "mean_abs_error_um": float(np.mean(a)),
-        "p90_abs_error_um": float(np.percentile(a, 90)),
-        "sign_accuracy": sign_acc,
-    }
-
-
-def confusion_matrix(
-    z_true_um: np.ndarray, z_pred_um: np.ndarray, config: ModelConfig
-) -> np.ndarray:
-    """P(predicted bin | true bin): ``(n_bins, n_bins)``, rows = true bin, rows sum to 1
-    (or 0 where no image has that true bin)."""
-    n = config.n_bins
-    counts = np.zeros((n, n), dtype=np.float64)
-    ti = config.z_to_bin(np.asarray(z_true_um))
-    pi = config.z_to_bin(np.asarray(z_pred_um))
-    np.add.at(counts, (ti, pi), 1.0)
-    rows = counts.sum(axis=1, keepdims=True)
-    return np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
-
-
-def errors_by_true_z(
-    z_true_um: np.ndarray, z_pred_um: np.ndarray, decimals: int = 3
-) -> dict[str, list]:
-    """Mean and median |error| for every distinct true z (rounded to ``decimals``)."""
-    t = np.round(np.asarray(z_true_um, dtype=np.float64), decimals)
-    a = np.abs(np.asarray(z_pred_um, dtype=np.float64) - np.asarray(z_true_um, dtype=np.float64))
-    zs = np.unique(t)
-    return {
-        "z_um": [float(z) for z in zs],
-        "n": [int(np.sum(t == z)) for z in zs],
-        "mean_abs_error_um": [float(np.mean(a[t == z])) for z in zs],
-        "median_abs_error_um": [float(np.median(a[t == z])) for z in zs],
-    }
 
 
 # -- evaluation loop --------------------------------------------------------------------
@@ -289,25 +139,52 @@ def iter_evaluate(
         raise ZFocusError(f"crops must be 'centre' or 'tiles', got {crops!r}")
     config: ModelConfig = predictor.config
     jobs = _jobs(dataset, config)
-    total = sum(len(j.indices) for j in jobs)
     scores_fns = (score_functions or focus_score_functions()) if baselines else {}
+    run = _Run(predictor, config, crops, scores_fns)
+    yield from _run_cnn(run, jobs, batch_size, cancel)
+    per_image = {k: np.asarray(v) for k, v in run.cols.items()}
+    result = summarise(per_image, config, run.cancelled)
+    if scores_fns and not run.cancelled:
+        yield from _run_baselines(run, jobs, result, fit_dataset)
+    return result
 
-    cols: dict[str, list] = {c: [] for c in PER_IMAGE_COLUMNS}
-    stack_scores: dict[str, list[list[float]]] = {name: [] for name in scores_fns}
-    stack_z: list[list[float]] = []
-    done, cancelled = 0, False
+
+@dataclass
+class _Run:
+    """One evaluation's settings and what it has gathered so far."""
+
+    predictor: Any
+    config: ModelConfig
+    crops: str
+    scores_fns: dict[str, ScoreFn]
+    cols: dict[str, list] = field(default_factory=lambda: {c: [] for c in PER_IMAGE_COLUMNS})
+    #: Per baseline, one list of focus scores per finished stack.
+    stack_scores: dict[str, list[list[float]]] = field(default_factory=dict)
+    #: True z of the slices of every finished stack (for the baselines).
+    stack_z: list[list[float]] = field(default_factory=list)
+    cancelled: bool = False
+
+
+def _run_cnn(
+    run: _Run, jobs: list[_Job], batch_size: int, cancel: Any
+) -> Generator[EvalProgress, None, None]:
+    """Predict every test image, batch by batch; stop early when ``cancel`` is set."""
+    total = sum(len(j.indices) for j in jobs)
+    run.stack_scores = {name: [] for name in run.scores_fns}
+    done = 0
     yield EvalProgress("cnn", 0, total, "evaluating")
     for job in jobs:
-        per_stack_scores: dict[str, list[float]] = {name: [] for name in scores_fns}
+        per_stack_scores: dict[str, list[float]] = {name: [] for name in run.scores_fns}
         for start in range(0, len(job.indices), batch_size):
-            if _cancelled(cancel):
-                cancelled = True
-                break
+            if cancel_requested(cancel):
+                run.cancelled = True
+                return
             chunk = job.indices[start : start + batch_size]
             zs = job.z_um[start : start + batch_size]
             try:
                 _evaluate_chunk(
-                    predictor, job, chunk, zs, crops, cols, scores_fns, per_stack_scores, config
+                    run.predictor, job, chunk, zs, run.crops, run.cols, run.scores_fns,
+                    per_stack_scores, run.config,
                 )
             except ZFocusError as exc:
                 # Name the stack: "image smaller than the field" alone does not say which.
@@ -315,33 +192,33 @@ def iter_evaluate(
                 raise ZFocusError(msg if job.name in msg else describe(job.path, msg)) from None
             done += len(chunk)
             yield EvalProgress("cnn", done, total, job.name)
-        if cancelled:
-            break
-        if scores_fns:
-            for name in scores_fns:
-                stack_scores[name].append(per_stack_scores[name])
-            stack_z.append(job.z_um)
+        if run.scores_fns:
+            for name in run.scores_fns:
+                run.stack_scores[name].append(per_stack_scores[name])
+            run.stack_z.append(job.z_um)
 
-    per_image = {k: np.asarray(v) for k, v in cols.items()}
-    result = _summarise(per_image, config, cancelled)
-    if scores_fns and not cancelled:
-        yield EvalProgress("baselines", 0, len(scores_fns), "fitting focus-score baselines")
-        fit = _fit_scores(fit_dataset, config, scores_fns) if fit_dataset is not None else None
-        for k, name in enumerate(scores_fns):
-            pred = iqa_profile_predict(
-                [np.asarray(s) for s in stack_scores[name]],
-                [np.asarray(z) for z in stack_z],
-                fit=None if fit is None else (fit[0][name], fit[1]),
-            )
-            flat = np.concatenate(pred) if pred else np.empty(0)
-            # Baselines score one value per image; with tiles, repeat it for every tile.
-            per_row = _expand_to_rows(flat, jobs, per_image)
-            result.baseline_predictions[name] = per_row
-            result.baselines[name] = compute_metrics(
-                per_image["z_true_um"], per_row, bin_um=config.bin_um, sign=False
-            )
-            yield EvalProgress("baselines", k + 1, len(scores_fns), name)
-    return result
+
+def _run_baselines(
+    run: _Run, jobs: list[_Job], result: EvaluationResult, fit_dataset: Any
+) -> Generator[EvalProgress, None, None]:
+    """Fit and score the focus-score baselines into ``result``."""
+    scores_fns, config, per_image = run.scores_fns, run.config, result.per_image
+    yield EvalProgress("baselines", 0, len(scores_fns), "fitting focus-score baselines")
+    fit = _fit_scores(fit_dataset, config, scores_fns) if fit_dataset is not None else None
+    for k, name in enumerate(scores_fns):
+        pred = iqa_profile_predict(
+            [np.asarray(s) for s in run.stack_scores[name]],
+            [np.asarray(z) for z in run.stack_z],
+            fit=None if fit is None else (fit[0][name], fit[1]),
+        )
+        flat = np.concatenate(pred) if pred else np.empty(0)
+        # Baselines score one value per image; with tiles, repeat it for every tile.
+        per_row = _expand_to_rows(flat, jobs, per_image)
+        result.baseline_predictions[name] = per_row
+        result.baselines[name] = compute_metrics(
+            per_image["z_true_um"], per_row, bin_um=config.bin_um, sign=False
+        )
+        yield EvalProgress("baselines", k + 1, len(scores_fns), name)
 
 
 def _evaluate_chunk(
@@ -458,26 +335,6 @@ def _fit_scores(
     return scores, zs
 
 
-def _summarise(
-    per_image: dict[str, np.ndarray], config: ModelConfig, cancelled: bool
-) -> EvaluationResult:
-    t = per_image["z_true_um"].astype(np.float64)
-    p = per_image["z_pred_um"].astype(np.float64)
-    metrics = compute_metrics(t, p, bin_um=config.bin_um)
-    metrics["readout"] = "expected_value"
-    metrics["argmax"] = compute_metrics(
-        t, per_image["z_argmax_um"].astype(np.float64), bin_um=config.bin_um
-    )
-    return EvaluationResult(
-        metrics=metrics,
-        per_image=per_image,
-        confusion=confusion_matrix(t, p, config),
-        bin_centres_um=np.asarray(config.bin_centres_um),
-        by_true_z=errors_by_true_z(t, p),
-        cancelled=cancelled,
-    )
-
-
 def evaluate(
     predictor: Any,
     dataset: Any,
@@ -496,38 +353,3 @@ def evaluate(
             return stop.value
         if progress is not None:
             progress(event)
-
-
-# -- CSV exports ------------------------------------------------------------------------
-def write_per_image_csv(result: EvaluationResult, path: str | os.PathLike[str]) -> Path:
-    """Per-image errors (one row per test image, baseline predictions as extra columns)."""
-    names = list(result.baseline_predictions)
-    with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow([*PER_IMAGE_COLUMNS, *(f"{n}_z_pred_um" for n in names)])
-        n = len(result.per_image["z_true_um"])
-        for i in range(n):
-            row = [_csv_value(result.per_image[c][i]) for c in PER_IMAGE_COLUMNS]
-            row += [_csv_value(result.baseline_predictions[b][i]) for b in names]
-            w.writerow(row)
-    return Path(path)
-
-
-def write_confusion_csv(result: EvaluationResult, path: str | os.PathLike[str]) -> Path:
-    """Confusion matrix: first column true bin centre, header predicted bin centres."""
-    with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["true_z_um \\ predicted_z_um", *(f"{c:g}" for c in result.bin_centres_um)])
-        for c, row in zip(result.bin_centres_um, result.confusion, strict=True):
-            w.writerow([f"{c:g}", *(f"{v:.6g}" for v in row)])
-    return Path(path)
-
-
-def _csv_value(v: Any) -> Any:
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):.6g}"
-    if isinstance(v, (np.bool_, bool)):
-        return int(bool(v))
-    if isinstance(v, np.integer):
-        return int(v)
-    return v

@@ -72,7 +72,7 @@ def error_histogram(
         err = err[np.isfinite(err)]
         ax.hist(
             err,
-            bins=edges,
+            bins=edges,  # type: ignore[arg-type]  # matplotlib takes an array of edges
             histtype="step" if name != "CNN" else "stepfilled",
             alpha=1.0 if name != "CNN" else 0.5,
             label=name,

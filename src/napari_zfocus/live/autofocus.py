@@ -13,16 +13,26 @@ on top of the decision log:
 
 Everything here must be called from ONE thread (the loop thread); the dock sends lock,
 unlock, settings and autofocus changes through :meth:`LiveLoop.submit`.
+
+It is *evented*: psygnal signals announce what changed (lock, autofocus, settings) and
+what to tell the user (messages), so a dock, the CLI or a test only listens. They are
+emitted in the calling thread, the loop thread while live: a Qt view must hand them over
+to its GUI thread (the dock queues them for its display timer). Per-frame data is NOT
+signalled: it goes through the loop's latest-only slot (:class:`LiveOutput`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from psygnal import Signal
 
+from napari_zfocus.errors import ZFocusError
 from napari_zfocus.live.controller import (
     ControllerSettings,
     Decision,
@@ -31,7 +41,28 @@ from napari_zfocus.live.controller import (
 )
 from napari_zfocus.live.microscope import Frame, Microscope
 
-__all__ = ["LiveAutofocus", "LiveOutput", "RecordingPredictor"]
+__all__ = ["LiveAutofocus", "LiveOutput", "RecordingPredictor", "load_predictor"]
+
+
+def load_predictor(path: str | Path) -> tuple[Any, str]:
+    """The model file ``path`` as a live predictor, and a line describing it (slow: worker).
+
+    Raises
+    ------
+    ZFocusError
+        The file is not a usable model (named).
+    """
+    from napari_zfocus.model.inference import Predictor, available_cores
+
+    path = Path(path)
+    # One core fewer than available for torch: the GUI thread needs one to stay
+    # responsive, and OpenMP threads spinning on a busy core slow inference down.
+    predictor = Predictor.from_file(path, num_threads=max(1, available_cores() - 1))
+    c = predictor.config
+    return predictor, (
+        f"{path.name}: {c.field_um:g} um field at {c.pixel_size_um:g} um/px, "
+        f"{c.n_bins} bins of {c.bin_um:g} um"
+    )
 
 
 class RecordingPredictor:
@@ -110,7 +141,26 @@ class LiveAutofocus:
         Controller settings.
     autofocus
         Start with autofocus on.
+
+    Signals
+    -------
+    locked(float)
+        Focus locked; the locked estimate, um.
+    unlocked()
+        The lock is gone (released, or a lock attempt failed).
+    autofocus_changed(bool)
+        Autofocus switched on or off.
+    settings_changed(ControllerSettings)
+        New controller settings in use.
+    message(str, str)
+        ``(kind, text)`` for the user: kind ``"info"`` or ``"error"``.
     """
+
+    locked = Signal(float)
+    unlocked = Signal()
+    autofocus_changed = Signal(bool)
+    settings_changed = Signal(object)
+    message = Signal(str, str)
 
     def __init__(
         self,
@@ -132,23 +182,60 @@ class LiveAutofocus:
         return math.nan if locked is None else float(locked)
 
     def lock(self, target_z_um: float | None = None) -> Decision:
-        """Lock on ``target_z_um`` or on the median estimate of a few fresh frames."""
-        return self.controller.lock(target_z_um)
+        """Lock on ``target_z_um`` or on the median estimate of a few fresh frames.
+
+        A failed lock (no usable estimate) emits ``unlocked`` and raises ZFocusError.
+        """
+        try:
+            decision = self.controller.lock(target_z_um)
+        except ZFocusError:
+            self.unlocked.emit()
+            raise
+        self.locked.emit(float(decision.estimate_um))
+        return decision
 
     def unlock(self) -> None:
         """Forget the lock (autofocus then has nothing to hold)."""
         self.controller.unlock()
+        self.unlocked.emit()
 
     def set_autofocus(self, on: bool) -> None:
         """Turn moving the focus drive on or off; turning it on clears a safe stop."""
         if on and self.controller.stopped:
             self.controller.resume()
         self.autofocus = bool(on)
+        self.autofocus_changed.emit(self.autofocus)
 
     def set_settings(self, settings: ControllerSettings) -> None:
         """Replace the controller settings (validated first; the lock is kept)."""
         settings.validate()
         self.controller.settings = settings
+        self.settings_changed.emit(settings)
+
+    def export_log(self, path: str | Path) -> None:
+        """Write the controller's decision log as CSV; says so with a ``message``.
+
+        Raises
+        ------
+        ZFocusError
+            The file cannot be written (named, with the reason).
+        """
+        try:
+            self.controller.export_csv(path)
+        except OSError as exc:
+            raise ZFocusError(f"{path}: cannot write decision log ({exc.strerror})") from None
+        self.message.emit("info", f"Decision log saved to {path}")
+
+    def run_command(self, command: Callable[[LiveAutofocus], Any]) -> None:
+        """Run ``command(self)``; a user error becomes a ``message("error", ...)``.
+
+        The dock's commands (lock, settings, export) run in the loop thread through this,
+        so a refused command is reported to the user instead of ending the live view.
+        """
+        try:
+            command(self)
+        except ZFocusError as exc:
+            self.message.emit("error", str(exc))
 
     def __call__(self, frame: Frame) -> LiveOutput:
         """Process one frame (called by the live loop in its thread)."""

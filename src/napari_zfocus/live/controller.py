@@ -25,7 +25,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter, deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,22 +35,17 @@ from napari_zfocus._atomic import atomic_open
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.live.controller_settings import (
     AT_LIMIT,
-    BIMODAL,
-    BLANK_FRAME,
     CAMERA_ERROR,
     DECISION_COLUMNS,
     FAILURES,
     IN_DEAD_BAND,
     INVALID_SETTINGS,
     LOCKED,
-    LOW_CONFIDENCE,
-    MODEL_ERROR,
     MOVED,
     MOVED_CLAMPED,
     NO_ALLOWED_RANGE,
     NOT_LOCKED,
     OUTSIDE_LIMITS,
-    PREDICTION_NAN,
     STAGE_BUSY,
     STAGE_ERROR,
     STAGE_TIMEOUT,
@@ -59,6 +54,7 @@ from napari_zfocus.live.controller_settings import (
     Decision,
     PredictorLike,
 )
+from napari_zfocus.live.frame_reading import Estimate, metadata_float, read_frame
 from napari_zfocus.live.microscope import Frame, Microscope
 from napari_zfocus.live.stage_safety import (
     distance_to_range,
@@ -67,21 +63,8 @@ from napari_zfocus.live.stage_safety import (
     usable_range,
 )
 
-
-@dataclass
-class _Estimate:
-    z_um: float
-    confidence: float
-    bimodal: bool
-
-
-def metadata_float(frame: Frame, key: str) -> float:
-    """A number from the frame metadata (nan when absent or garbled: a camera adapter's
-    metadata is free-form and must never crash the loop)."""
-    try:
-        return float(frame.metadata.get(key, math.nan))
-    except (AttributeError, TypeError, ValueError):
-        return math.nan
+#: Moves shorter than this (um) are not sent: far below any focus drive's resolution.
+MIN_MOVE_UM = 1e-9
 
 
 class FocusController:
@@ -232,7 +215,7 @@ class FocusController:
         return self._correct(frame, est, common, values)
 
     def _correct(
-        self, frame: Frame, est: _Estimate, common: dict[str, Any], values: dict[str, Any]
+        self, frame: Frame, est: Estimate, common: dict[str, Any], values: dict[str, Any]
     ) -> Decision:
         """Decide the move for a usable, locked estimate; every move passes the safety rule
         of :mod:`~napari_zfocus.live.stage_safety`, whatever the state or fault."""
@@ -292,13 +275,16 @@ class FocusController:
                               **common, **values)
         target = safe_target(current, desired, lo, hi, s.max_step_um)
         outside = distance_to_range(current, lo, hi) > 0
-        if target is None or abs(target - current) < 1e-9:
+        if target is None or abs(target - current) < MIN_MOVE_UM:
             if outside:  # and the correction points away from the range: never further out
                 return self._hold(
                     OUTSIDE_LIMITS,
                     f"stage at {current:.2f} um is outside [{lo:g}, {hi:g}] um",
                     **common, **values,
                 )
+            if abs(desired - current) < MIN_MOVE_UM:  # a tiny gain: nothing to do, no limit hit
+                return self._hold(IN_DEAD_BAND, f"correction below {MIN_MOVE_UM:g} um",
+                                  **common, **values)
             return self._hold(AT_LIMIT, f"limits [{lo:g}, {hi:g}] um", **common, **values)
         if not is_safe_move(current, target, lo, hi, s.max_step_um):  # pragma: no cover
             # safe_target guarantees this; the check keeps a future edit from moving unsafely.
@@ -310,7 +296,7 @@ class FocusController:
         move = target - current
         self.max_abs_move_um = max(self.max_abs_move_um, abs(move))
         self.failures = 0
-        clamped = abs(target - desired) > 1e-9
+        clamped = abs(target - desired) > MIN_MOVE_UM
         return self._record(
             **common, **values, move_um=move, target_z_um=target, action="move",
             reason=MOVED_CLAMPED if clamped else MOVED,
@@ -326,33 +312,9 @@ class FocusController:
             return str(exc)
         return ""
 
-    def _estimate(self, frame: Frame) -> tuple[_Estimate | None, str | None, str]:
+    def _estimate(self, frame: Frame) -> tuple[Estimate | None, str | None, str]:
         """Run the model on a frame: (estimate, hold/failure reason or None, message)."""
-        image = np.asarray(frame.image)
-        if image.ndim != 2 or image.size == 0:
-            return None, CAMERA_ERROR, f"frame has shape {image.shape}, expected (Y, X)"
-        finite_range = float(np.ptp(image)) if np.issubdtype(image.dtype, np.integer) else None
-        if finite_range is None:
-            if not np.all(np.isfinite(image)):
-                return None, CAMERA_ERROR, "frame contains NaN or infinite pixels"
-            finite_range = float(np.ptp(image))
-        if finite_range == 0:
-            return None, BLANK_FRAME, "all pixels are equal"
-        try:
-            pred = self.predictor.predict(image, self.microscope.pixel_size_um)
-        except Exception as exc:  # noqa: BLE001 - a failing model is a failure, not a crash
-            return None, MODEL_ERROR, f"{type(exc).__name__}: {exc}"
-        z = float(getattr(pred, "z_um", math.nan))
-        conf = float(getattr(pred, "confidence", math.nan))
-        est = _Estimate(z, conf, bool(getattr(pred, "bimodal", False)))
-        if not (math.isfinite(z) and math.isfinite(conf)):
-            return est, PREDICTION_NAN, "model returned a non-finite estimate"
-        if est.bimodal and self.settings.hold_on_bimodal:
-            return est, BIMODAL, "two competing focal planes"
-        if conf < self.settings.min_confidence:
-            floor = self.settings.min_confidence
-            return est, LOW_CONFIDENCE, f"confidence {conf:.2f} < {floor:.2f}"
-        return est, None, ""
+        return read_frame(frame, self.predictor, self.microscope.pixel_size_um, self.settings)
 
     # -- bookkeeping --------------------------------------------------------------
 

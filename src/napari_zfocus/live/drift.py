@@ -105,7 +105,7 @@ class ThermalDrift:
         if s.jump_rate_per_h <= 0 or t_max <= self._jumps_until:
             return
         mean_gap = 3600.0 / s.jump_rate_per_h
-        times = list(self._jump_times)
+        times: list[float] = self._jump_times.tolist()
         t = times[-1] if times else 0.0
         while t <= t_max:
             t += self._rng.exponential(mean_gap)

@@ -1,4 +1,9 @@
-"""A latest-frame pump for live autofocus: grab, process, hand over the newest result.
+"""The one frame loop of the live autofocus, and the latest-frame pump built on it.
+
+Every stream of frames -- the headless simulated session, ``zfocus live --mm-config`` and
+the live dock -- goes through :func:`drive_frames`: get a frame, run the step (the focus
+controller) on it, hand the result to the caller to record, honour a stop or cancel
+request, and pace to a frame period. A fix to any of these lands here, once.
 
 The live dock must show frames at camera rate without ever building a queue: if the
 display is slower than the camera, old results are *dropped*, never buffered, so what
@@ -7,13 +12,13 @@ the user sees is never stale and memory never grows. This module holds the Qt-fr
 * :class:`LatestSlot` -- a thread-safe single-value holder. The producer overwrites the
   value; the consumer takes it (and empties the slot). Overwriting an untaken value
   counts as a drop.
-* :class:`LiveLoop` -- the loop a worker thread runs: take a frame from the microscope,
-  run a processing step on it (the focus controller: estimate + maybe move), put the
-  result in the slot. Commands from other threads (lock, settings...) are queued with
-  :meth:`LiveLoop.submit` and run *in the loop thread between frames*, so the controller
-  is only ever touched by one thread. :meth:`LiveLoop.run` is a generator that yields
-  :class:`LiveStats` a few times per second (cheap to forward to a GUI) and stops as soon
-  as :meth:`LiveLoop.stop` is called.
+* :class:`LiveLoop` -- :func:`drive_frames` run by a worker thread: take a frame from the
+  microscope, run a processing step on it (the focus controller: estimate + maybe move),
+  put the result in the slot. Commands from other threads (lock, settings...) are queued
+  with :meth:`LiveLoop.submit` and run *in the loop thread between frames*, so the
+  controller is only ever touched by one thread. :meth:`LiveLoop.run` is a generator that
+  yields :class:`LiveStats` a few times per second (cheap to forward to a GUI) and stops as
+  soon as :meth:`LiveLoop.stop` is called.
 
 The napari dock runs :meth:`LiveLoop.run` in a ``thread_worker`` and polls the slot with a
 timer; tests and benchmarks drive it from a plain thread.
@@ -24,15 +29,20 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from napari_zfocus.live.microscope import Frame, Microscope, stream_frames
 
 T = TypeVar("T")
+F = TypeVar("F")  # what the frame source yields (a Frame; None where the step snaps)
+R = TypeVar("R")
 
-__all__ = ["LatestSlot", "LiveLoop", "LiveResult", "LiveStats"]
+__all__ = ["LatestSlot", "LiveLoop", "LiveResult", "LiveStats", "drive_frames"]
+
+#: Marks the end of a finite frame source (None is a valid item: "the step snaps itself").
+_END: Any = object()
 
 
 class LatestSlot(Generic[T]):
@@ -78,15 +88,15 @@ class LatestSlot(Generic[T]):
 
 
 @dataclass
-class LiveResult:
-    """One processed frame, as handed to the display.
+class LiveResult(Generic[F]):
+    """One processed frame, as handed to the caller (and, by :class:`LiveLoop`, the display).
 
     Attributes
     ----------
     seq
         Frame number since the loop started (0-based); gaps seen by the consumer are drops.
     frame
-        The camera frame.
+        The camera frame (whatever the frame source yielded).
     output
         Whatever the step function returned (the controller's decision).
     t_grab, t_done
@@ -94,7 +104,7 @@ class LiveResult:
     """
 
     seq: int
-    frame: Frame
+    frame: F
     output: Any
     t_grab: float
     t_done: float
@@ -103,6 +113,68 @@ class LiveResult:
     def processing_s(self) -> float:
         """Time from frame arrival to the end of processing."""
         return self.t_done - self.t_grab
+
+
+def drive_frames(
+    frames: Iterator[F],
+    step: Callable[[F], R],
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    before_frame: Callable[[], object] | None = None,
+    period_s: float = 0.0,
+    wait: Callable[[float], object] = time.sleep,
+    first_seq: int = 0,
+) -> Generator[LiveResult[F], None, None]:
+    """THE frame loop: get a frame, step on it, yield the result, stop when asked, pace.
+
+    Parameters
+    ----------
+    frames
+        The frame source; a finite one ends the loop when it runs out. It is closed when
+        the loop ends for any reason (which stops a camera's continuous acquisition).
+    step
+        Called with each item of ``frames``; its return value becomes
+        :attr:`LiveResult.output`. Exceptions (and the source's) end the loop and
+        propagate to the caller.
+    should_stop
+        Polled before every frame; True ends the loop (stop button, cancel, Ctrl-C flag).
+    before_frame
+        Called before every frame, after ``should_stop`` (queued commands of the live dock).
+    period_s
+        Shortest time from one frame request to the next, wall-clock s (0: as fast as
+        frames come). Pacing happens after the caller has handled the result.
+    wait
+        How to wait for the pacing (``time.sleep``; an ``Event.wait`` wakes on stop).
+    first_seq
+        :attr:`LiveResult.seq` of the first frame (a restarted loop keeps counting).
+
+    Yields
+    ------
+    LiveResult
+        One per frame, right after its step. The caller records it, and may break out of
+        the loop (a safe stop, a frame limit): the source is closed then too.
+    """
+    seq = first_seq
+    try:
+        while should_stop is None or not should_stop():
+            if before_frame is not None:
+                before_frame()
+            t_request = time.perf_counter()
+            frame = next(frames, _END)
+            if frame is _END:  # a finite source (a recorded stream, a session) ran out
+                return
+            t_frame = time.perf_counter()
+            output = step(frame)
+            yield LiveResult(seq, frame, output, t_frame, time.perf_counter())
+            seq += 1
+            if period_s > 0:
+                left = period_s - (time.perf_counter() - t_request)
+                if left > 0:
+                    wait(left)
+    finally:
+        close = getattr(frames, "close", None)
+        if callable(close):
+            close()
 
 
 @dataclass
@@ -128,6 +200,32 @@ class LiveStats:
     processing_ms: float
     dropped: int
     elapsed_s: float
+
+
+class _StatsWindow:
+    """Frame rate and processing time over the last ``interval_s``, for :class:`LiveStats`."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.start = self.last_report = time.perf_counter()
+        self.frames, self.busy_s = 0, 0.0
+
+    def add(self, result: LiveResult[Any], total: int, dropped: int) -> LiveStats | None:
+        """Count one result; a :class:`LiveStats` when the window is full, else None."""
+        self.frames += 1
+        self.busy_s += result.processing_s
+        t = result.t_done
+        if t - self.last_report < self.interval_s:
+            return None
+        stats = LiveStats(
+            frames=total,
+            fps=self.frames / (t - self.last_report),
+            processing_ms=1e3 * self.busy_s / self.frames,
+            dropped=dropped,
+            elapsed_s=t - self.start,
+        )
+        self.last_report, self.frames, self.busy_s = t, 0, 0.0
+        return stats
 
 
 class LiveLoop:
@@ -245,10 +343,37 @@ class LiveLoop:
         The frame stream is closed on exit (normal, stop, or error), which stops a
         camera's continuous acquisition.
         """
+        if not self._enter():
+            return
+        results = drive_frames(
+            stream_frames(self.microscope),
+            self.step,
+            should_stop=self._stop.is_set,
+            before_frame=self._drain_commands,
+            period_s=1.0 / self.max_fps if self.max_fps else 0.0,
+            wait=self._stop.wait,  # sleeps in a way stop() cuts short
+            first_seq=self.frames,
+        )
+        window = _StatsWindow(self.stats_interval_s)
+        try:
+            for result in results:
+                self.slot.put(result)
+                self.frames += 1
+                stats = window.add(result, self.frames, self.slot.n_dropped)
+                if stats is not None:
+                    yield stats
+        finally:
+            try:
+                results.close()  # closes the frame stream
+            finally:
+                self._leave()
+
+    def _enter(self) -> bool:
+        """Mark the loop running; False when a stop() before the start cancelled this run."""
         with self._lock:
             if self._skip_run:  # stopped before this thread got going
                 self._skip_run = False
-                return
+                return False
             if self._running and not self._armed:
                 raise RuntimeError("this LiveLoop is already running")
             if not self._armed:
@@ -256,47 +381,16 @@ class LiveLoop:
             self._running = True
             self._armed = False
             self._finished.clear()
-        frames = stream_frames(self.microscope)
-        start = last_report = time.perf_counter()
-        window_frames, window_busy = 0, 0.0
-        min_period = 1.0 / self.max_fps if self.max_fps else 0.0
+        return True
+
+    def _leave(self) -> None:
+        """Mark the loop ended; commands that arrived during the last frame still run."""
         try:
-            while not self._stop.is_set():
-                self._drain_commands()
-                t_grab = time.perf_counter()
-                frame = next(frames, None)
-                if frame is None:  # a finite source (a recorded stream) ran out
-                    break
-                t_frame = time.perf_counter()
-                output = self.step(frame)
-                t_done = time.perf_counter()
-                self.slot.put(LiveResult(self.frames, frame, output, t_frame, t_done))
-                self.frames += 1
-                window_frames += 1
-                window_busy += t_done - t_frame
-                if t_done - last_report >= self.stats_interval_s:
-                    yield LiveStats(
-                        frames=self.frames,
-                        fps=window_frames / (t_done - last_report),
-                        processing_ms=1e3 * window_busy / window_frames,
-                        dropped=self.slot.n_dropped,
-                        elapsed_s=t_done - start,
-                    )
-                    last_report, window_frames, window_busy = t_done, 0, 0.0
-                if min_period:
-                    # Sleep in short pieces so stop() is honoured quickly.
-                    wait = min_period - (time.perf_counter() - t_grab)
-                    if wait > 0:
-                        self._stop.wait(wait)
+            with self._lock:
+                self._running = False
+                pending = list(self._commands)
+                self._commands.clear()
+            for command in pending:  # e.g. "unlock"
+                command()
         finally:
-            try:
-                frames.close()
-                with self._lock:
-                    self._running = False
-                    pending = list(self._commands)
-                    self._commands.clear()
-                # Commands that arrived during the last frame still run (e.g. "unlock").
-                for command in pending:
-                    command()
-            finally:
-                self._finished.set()
+            self._finished.set()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ from napari_zfocus.live.controller import (
     PredictorLike,
 )
 from napari_zfocus.live.drift import DriftSettings, ThermalDrift
+from napari_zfocus.live.frame_loop import drive_frames
+from napari_zfocus.live.microscope import Frame
 from napari_zfocus.live.scenes import SceneRenderer
 from napari_zfocus.live.simulated_microscope import (
     OraclePredictor,
@@ -173,55 +175,111 @@ def run_simulated_session(
     cancel
         Polled every frame; returning True ends the session early (``cancelled``).
     """
+    _check_session(hours, frame_interval_s, drift_um)
+    if predictor is None and oracle_noise_um is None:
+        predictor = load_predictor(model_path)
+    duration_s = hours * 3600.0
+    drift = drift_settings or DriftSettings(total_drift_um=drift_um, duration_s=duration_s)
+    clock = SimClock()
+    microscope = SimulatedMicroscope(microscope_settings, drift=ThermalDrift(drift, seed=seed),
+                                     renderer=renderer, clock=clock, seed=seed)
+    if predictor is None:  # then oracle_noise_um is a number (else a model was loaded)
+        predictor = OraclePredictor(microscope, float(oracle_noise_um or 0.0), seed=seed)
+    check_pixel_size_fits(predictor, microscope.pixel_size_um)
+    controller = FocusController(predictor, microscope, controller_settings)
+    n_frames = max(1, int(duration_s // frame_interval_s))
+    frames = _frames_on_schedule(microscope, clock, n_frames, frame_interval_s)
+    record = _Recorder(n_frames, progress)
+    return _lock_and_drive(controller, microscope, frames, record, hours, cancel)
+
+
+def _check_session(hours: float, frame_interval_s: float, drift_um: float) -> None:
     if not (hours > 0 and math.isfinite(hours)):
         raise ZFocusError(f"session length must be a positive number of hours, got {hours}")
     if not (frame_interval_s > 0 and math.isfinite(frame_interval_s)):
         raise ZFocusError(f"frame interval must be positive, got {frame_interval_s} s")
     if not math.isfinite(drift_um):
         raise ZFocusError(f"drift must be a finite number of um, got {drift_um}")
-    if predictor is None and oracle_noise_um is None:
-        predictor = load_predictor(model_path)
-    duration_s = hours * 3600.0
-    drift = ThermalDrift(
-        drift_settings or DriftSettings(total_drift_um=drift_um, duration_s=duration_s), seed=seed
-    )
-    clock = SimClock()
-    microscope = SimulatedMicroscope(
-        microscope_settings, drift=drift, renderer=renderer, clock=clock, seed=seed
-    )
-    if predictor is None:
-        predictor = OraclePredictor(microscope, oracle_noise_um, seed=seed)
-    check_pixel_size_fits(predictor, microscope.pixel_size_um)
-    controller = FocusController(predictor, microscope, controller_settings)
-    n_frames = max(1, int(duration_s // frame_interval_s))
-    errors = np.full(n_frames, np.nan)
-    stage = np.full(n_frames, np.nan)
-    sample = np.full(n_frames, np.nan)
-    report_every = max(1, n_frames // 200)
+
+
+def _lock_and_drive(
+    controller: FocusController,
+    microscope: SimulatedMicroscope,
+    frames: Iterator[Frame],
+    record: _Recorder,
+    hours: float,
+    cancel: Callable[[], bool] | None,
+) -> SessionResult:
+    """Lock the focus, drive every frame through the controller (the one frame loop),
+    record it, and score the session; the microscope is closed whatever happens."""
     cancelled = False
-    done = 0
+
+    def should_stop() -> bool:
+        nonlocal cancelled
+        cancelled = cancel is not None and bool(cancel())
+        return cancelled
+
     t_wall = time.perf_counter()
     try:
         controller.lock()
-        for i in range(n_frames):
-            if cancel is not None and cancel():
-                cancelled = True
-                break
-            t_frame = (i + 1) * frame_interval_s
-            if t_frame > clock.now():
-                clock.advance(t_frame - clock.now())
-            frame = microscope.snap()
-            decision = controller.step(frame)
-            errors[i] = frame.metadata["true_defocus_um"]
-            stage[i] = frame.stage_z_um
-            sample[i] = frame.metadata["sample_z_um"]
-            done = i + 1
-            if progress is not None and (done % report_every == 0 or done == n_frames):
-                progress(done, n_frames, decision)
+        for result in drive_frames(frames, controller.step, should_stop=should_stop):
+            record(result.frame, result.output)
     finally:
         microscope.close()
-    wall_s = time.perf_counter() - t_wall
-    errors, stage, sample = errors[:done], stage[:done], sample[:done]
+    cancelled = cancelled and record.done < record.n_frames  # a late cancel stops nothing
+    return _result(record, hours, time.perf_counter() - t_wall, cancelled, controller, microscope)
+
+
+def _frames_on_schedule(
+    microscope: SimulatedMicroscope, clock: SimClock, n_frames: int, interval_s: float
+) -> Iterator[Frame]:
+    """Frame ``i`` at simulated time ``(i + 1) * interval_s``: the simulated clock paces."""
+    for i in range(n_frames):
+        t_frame = (i + 1) * interval_s
+        if t_frame > clock.now():
+            clock.advance(t_frame - clock.now())
+        yield microscope.snap()
+
+
+class _Recorder:
+    """The true focus error, stage and sample z of every frame, and the progress reports."""
+
+    def __init__(self, n_frames: int, progress: ProgressCallback | None) -> None:
+        self.n_frames = n_frames
+        self.progress = progress
+        self.report_every = max(1, n_frames // 200)
+        self.errors = np.full(n_frames, np.nan)
+        self.stage = np.full(n_frames, np.nan)
+        self.sample = np.full(n_frames, np.nan)
+        self.done = 0
+
+    def __call__(self, frame: Frame, decision: Decision) -> None:
+        i = self.done
+        self.errors[i] = frame.metadata["true_defocus_um"]
+        self.stage[i] = frame.stage_z_um
+        self.sample[i] = frame.metadata["sample_z_um"]
+        self.done = i + 1
+        if self.progress is not None and (
+            self.done % self.report_every == 0 or self.done == self.n_frames
+        ):
+            self.progress(self.done, self.n_frames, decision)
+
+
+def _span(values: np.ndarray) -> tuple[float, float]:
+    return (float(values.min()), float(values.max())) if len(values) else (math.nan, math.nan)
+
+
+def _result(
+    record: _Recorder,
+    hours: float,
+    wall_s: float,
+    cancelled: bool,
+    controller: FocusController,
+    microscope: SimulatedMicroscope,
+) -> SessionResult:
+    """Score the recorded frames."""
+    done = record.done
+    errors = record.errors[:done]
     summary = controller.summary()
     abs_err = np.abs(errors)
     return SessionResult(
@@ -233,11 +291,9 @@ def run_simulated_session(
         max_step_um=float(summary["max_step_um"]),
         moves=int(summary["moves"]),
         holds=summary["holds"],
-        stage_range_um=(float(stage.min()), float(stage.max())) if done else (math.nan, math.nan),
+        stage_range_um=_span(record.stage[:done]),
         z_limits_um=controller.z_limits_um,
-        sample_range_um=(
-            (float(sample.min()), float(sample.max())) if done else (math.nan, math.nan)
-        ),
+        sample_range_um=_span(record.sample[:done]),
         wall_s=wall_s,
         fps=done / wall_s if wall_s > 0 else math.nan,
         stopped=controller.stopped,

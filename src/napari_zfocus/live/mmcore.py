@@ -55,14 +55,42 @@ def _require_pymmcore() -> Any:
 
 
 def load_mmcore(config: str | Path) -> Any:
-    """A ``CMMCorePlus`` with the Micro-Manager configuration ``config`` loaded."""
+    """A ``CMMCorePlus`` with the Micro-Manager configuration ``config`` loaded.
+
+    pymmcore-plus logs in colour on stderr (no Micro-Manager installation found...) while
+    a core is made and loaded; its logger is silenced meanwhile (and restored after), so
+    a failure is the one line raised here.
+
+    Raises
+    ------
+    ZFocusError
+        The configuration cannot be loaded (naming the missing Micro-Manager installation
+        when there is none), or it loads no device: not a Micro-Manager configuration
+        (Micro-Manager skips the lines it does not understand, so any text file "loads").
+    """
+    import logging
+
     pymmcore_plus = _require_pymmcore()
     path = Path(config)
-    core = pymmcore_plus.CMMCorePlus()
+    log = logging.getLogger("pymmcore-plus")
+    was_disabled = log.disabled
+    log.disabled = True
     try:
-        core.loadSystemConfiguration(str(path))
-    except Exception as exc:
-        raise ZFocusError(f"{path}: cannot load Micro-Manager configuration: {exc}") from exc
+        core = pymmcore_plus.CMMCorePlus()
+        try:
+            core.loadSystemConfiguration(str(path))
+        except Exception as exc:
+            hint = ("" if pymmcore_plus.find_micromanager() else
+                    "; no Micro-Manager installation was found (run 'mmcore install')")
+            raise ZFocusError(
+                f"{path}: cannot load this Micro-Manager configuration ({exc}){hint}"
+            ) from exc
+        devices = [d for d in core.getLoadedDevices() if d != "Core"]
+    finally:
+        log.disabled = was_disabled
+    if not devices:
+        raise ZFocusError(f"{path}: not a valid Micro-Manager configuration file "
+                          "(it defines no device)")
     return core
 
 
@@ -205,7 +233,11 @@ class MMCoreMicroscope:
 def _device_classes() -> tuple[type, type, type]:
     """Python device classes (defined lazily: pymmcore-plus is optional)."""
     _require_pymmcore()
-    from pymmcore_plus.experimental.unicore import SimpleCameraDevice, StageDevice, UniMMCore
+    return _stage_class(), _camera_class(), _core_class()
+
+
+def _stage_class() -> type:
+    from pymmcore_plus.experimental.unicore import StageDevice
 
     class SimulatedFocusStage(StageDevice):
         """Focus drive of the simulated core; busy for ``settle_s`` after a move."""
@@ -241,10 +273,16 @@ def _device_classes() -> tuple[type, type, type]:
         def set_origin(self) -> None:
             self.z_um = 0.0
 
+    return SimulatedFocusStage
+
+
+def _camera_class() -> type:
+    from pymmcore_plus.experimental.unicore import SimpleCameraDevice
+
     class SimulatedCamera(SimpleCameraDevice):
         """Camera whose frames come from a SimulatedMicroscope at the stage's defocus."""
 
-        def __init__(self, simulated: Any, stage: SimulatedFocusStage, exposure_ms: float) -> None:
+        def __init__(self, simulated: Any, stage: Any, exposure_ms: float) -> None:
             super().__init__()
             self.simulated = simulated
             self.stage = stage  # a Python device cannot ask the core where the stage is
@@ -270,6 +308,12 @@ def _device_classes() -> tuple[type, type, type]:
             time.sleep(max(0.0, self._exposure_ms / 1000.0 - (time.monotonic() - t0)))
             return {"true_defocus_um": f"{defocus:.4f}"}
 
+    return SimulatedCamera
+
+
+def _core_class() -> type:
+    from pymmcore_plus.experimental.unicore import UniMMCore
+
     class SimulatedUniMMCore(UniMMCore):
         """UniMMCore that routes Core/Focus and Core/Camera for Python devices."""
 
@@ -280,7 +324,7 @@ def _device_classes() -> tuple[type, type, type]:
                 return self.setCameraDevice(str(propValue))
             return super().setProperty(label, propName, propValue)
 
-    return SimulatedFocusStage, SimulatedCamera, SimulatedUniMMCore
+    return SimulatedUniMMCore
 
 
 def make_simulated_mmcore(

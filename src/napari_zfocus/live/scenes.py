@@ -15,9 +15,14 @@ and ``camera`` for every frame, so only ``camera`` must be fast.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:  # the simulator is imported only when a SimulatorRenderer is made
+    from napari_zfocus.simulation.camera import CameraParams
+    from napari_zfocus.simulation.optics import OpticsParams
+    from napari_zfocus.simulation.sample import SampleParams
 
 
 class SceneRenderer(Protocol):
@@ -178,9 +183,9 @@ class SimulatorRenderer:
         n_cells: int = 15,
         ceiling_fraction: float = 0.1,
         doubling_h: float = 2.0,
-        sample: object | None = None,
-        optics: object | None = None,
-        camera: object | None = None,
+        sample: SampleParams | None = None,
+        optics: OpticsParams | None = None,
+        camera: CameraParams | None = None,
         seed: int = 0,
     ) -> None:
         from napari_zfocus.simulation.camera import CameraParams
@@ -224,6 +229,7 @@ class SimulatorRenderer:
                 slice(origin[1], origin[1] + self.shape[1]),
             )
             self._cache, self._cache_key = (optics, spectra, exit_h, crop), key
+        assert self._cache is not None  # filled above on the first call
         return self._cache
 
     def render_planes(self, z_um: np.ndarray, t_s: float) -> np.ndarray:

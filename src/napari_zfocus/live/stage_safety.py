@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import math
 
-#: Rounding slack for float comparisons (um): far below any stage's resolution.
-TOLERANCE_UM = 1e-9
-
 
 def distance_to_range(z_um: float, lo: float, hi: float) -> float:
     """How far ``z_um`` lies outside ``[lo, hi]`` (0 inside), in um."""
@@ -74,8 +71,15 @@ def safe_target(
     else:
         low, high = lo, hi
     target = min(max(desired_um, low), high)
-    # The step bound last, around the current position: nothing can widen it again.
-    target = min(max(target, current_um - max_step_um), current_um + max_step_um)
+    # The step bound last, around the current position: nothing can widen it again. It
+    # clamps only a move that is too long by the rule's own measure (|target - current|):
+    # clamping to current -/+ step instead would round a reachable wish 1 ulp short.
+    if abs(target - current_um) > max_step_um:
+        target = current_um + math.copysign(max_step_um, target - current_um)
+        # current + step can round one ulp past the step: back off towards the current
+        # position (still inside, or still towards, the range) until the move is exact.
+        while abs(target - current_um) > max_step_um:
+            target = math.nextafter(target, current_um)
     return target
 
 
@@ -87,16 +91,16 @@ def is_safe_move(
         return False
     if not (math.isfinite(max_step_um) and max_step_um > 0 and usable_range(lo, hi)):
         return False
-    if abs(target_um - current_um) > max_step_um + TOLERANCE_UM:
+    if abs(target_um - current_um) > max_step_um:  # exact: the step bound has no slack
         return False
     before = distance_to_range(current_um, lo, hi)
     after = distance_to_range(target_um, lo, hi)
     if before == 0.0:
-        return after <= TOLERANCE_UM
+        return after == 0.0
     # Outside: must get closer (or stay) and must not overshoot to the other side.
-    return after <= before + TOLERANCE_UM and (
-        (current_um < lo and target_um >= current_um - TOLERANCE_UM)
-        or (current_um > hi and target_um <= current_um + TOLERANCE_UM)
+    return after <= before and (
+        (current_um < lo and target_um >= current_um)
+        or (current_um > hi and target_um <= current_um)
     )
 
 
@@ -119,7 +123,6 @@ def walkback_allowed(
 
 
 __all__ = [
-    "TOLERANCE_UM",
     "distance_to_range",
     "is_safe_move",
     "safe_target",

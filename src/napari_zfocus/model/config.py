@@ -10,6 +10,7 @@ Defaults are the paper's best setting: 60 um field at 0.24 um/px (a 1000 px crop
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +149,10 @@ class ModelConfig:
             raise ZFocusError(f"batchnorm must be true or false, got {self.batchnorm!r}")
         if not isinstance(self.extra, dict):
             raise ZFocusError(f"extra must be a dict, got {type(self.extra).__name__}")
+        self._validate_network(z_min, z_max)
+
+    def _validate_network(self, z_min: float, z_max: float) -> None:
+        """The architecture's numbers, and the size of the network they build."""
         features = self.conv_features
         if not isinstance(features, (tuple, list)) or not 1 <= len(features) <= MAX_CONV_LAYERS:
             raise ZFocusError(
@@ -187,6 +192,31 @@ class ModelConfig:
                 f"the network would compute {activations:,} values per image (allowed <= "
                 f"{MAX_ACTIVATIONS:,}); use a smaller input or conv_features"
             )
+
+    def check_bin_grid(self) -> None:
+        """Refuse a z range that is not a whole number of bins (for NEW models only).
+
+        ``bin_um`` 3 over ``z_min_um .. z_max_um`` -5..5 gives bin centres -5, -2, 1, 4:
+        none at focus, +5 past the last centre. Not part of :meth:`validate`, which also
+        runs on loading: model files trained so (the paper study of 3 um bins over
+        +/-20 um, centres -20..19) must keep loading.
+
+        Raises
+        ------
+        ZFocusError
+            Naming ``bin_um``, ``z_min_um`` and ``z_max_um`` and a range that fits.
+        """
+        steps = (self.z_max_um - self.z_min_um) / self.bin_um
+        if abs(steps - round(steps)) <= 1e-6:
+            return
+        half = math.ceil(max(abs(self.z_min_um), abs(self.z_max_um)) / self.bin_um - 1e-6)
+        fit = half * self.bin_um
+        raise ZFocusError(
+            f"bin_um {self.bin_um:g} does not divide the z range z_min_um {self.z_min_um:g} .. "
+            f"z_max_um {self.z_max_um:g} ({steps:.3g} bin widths): the bins would miss focus "
+            f"(z = 0) or an end of the range; use a range of whole bins, e.g. "
+            f"{-fit:g} {fit:g}"
+        )
 
     @property
     def input_px(self) -> int:

@@ -8,6 +8,7 @@ before torch could raise its own multi-line error deep inside a run.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -21,7 +22,7 @@ DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 # At most 4 index digits: no machine has 10 000 GPUs, and a longer number is a typo.
 _DEVICE_RE = re.compile(r"(auto|cpu|mps|cuda)(?::(\d{1,4}))?")
 
-__all__ = ["DEVICE_CHOICES", "check_device", "resolve_device"]
+__all__ = ["DEVICE_CHOICES", "available_cores", "check_device", "resolve_device"]
 
 
 def _mps_available() -> bool:
@@ -89,3 +90,11 @@ def resolve_device(text: Any, name: str = "device") -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(spec)
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (respects affinity masks / containers)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)

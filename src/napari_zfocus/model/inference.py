@@ -9,14 +9,20 @@ mode if compilation fails. On CUDA the forward pass runs under autocast (float16
 
 Tiled prediction (:meth:`Predictor.predict_tiles`) slides the model's field over a large
 frame and returns a :class:`FocusMap` whose geometry is in the INPUT image's pixels, so a
-widget can overlay a colour-mapped z map on the image it came from.
+widget can overlay a colour-mapped z map on the image it came from (see
+:mod:`.focus_map`).
+
+Constructing a :class:`Predictor` leaves process-wide torch settings alone: torch's thread
+count changes only when the caller asks for it (``num_threads``), as ``zfocus bench
+--threads`` does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,27 +33,14 @@ from torch import nn
 
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.config import ModelConfig
-from napari_zfocus.model.preprocess import (
-    _check_finite,
-    check_image,
-    check_pixel_size,
-    crop_window,
-    field_source_px,
-    normalise,
-    prepare,
-    to_model_grid,
-)
+from napari_zfocus.model.device import available_cores
+from napari_zfocus.model.focus_map import FocusMap, iter_focus_map, tile_grid
+from napari_zfocus.model.preprocess import prepare
 from napari_zfocus.model.readout import BimodalRule, Readout, readout
 
+# FocusMap (tiling) and available_cores (devices) live in .focus_map and .device; they
+# stay importable from here.
 __all__ = ["Prediction", "FocusMap", "Predictor", "available_cores"]
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (respects affinity masks / containers)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclass
@@ -99,93 +92,6 @@ class Prediction:
         }
 
 
-@dataclass
-class FocusMap:
-    """Tiled prediction over a large image: one z estimate per tile.
-
-    Tile ``(i, j)`` covers input pixels ``tops[i] : tops[i] + tile_px`` (rows) and
-    ``lefts[j] : lefts[j] + tile_px`` (columns). The model read a ``field_px`` window
-    centred on the tile (shifted inward at the image border so that it fits).
-
-    Attributes
-    ----------
-    z_um, z_argmax_um, confidence, entropy
-        ``(rows, cols)`` float arrays.
-    bimodal
-        ``(rows, cols)`` bool.
-    softmax
-        ``(rows, cols, n_bins)``.
-    bin_centres_um
-        ``(n_bins,)``.
-    tops, lefts
-        Top row / left column of every tile row / column, input pixels.
-    tile_px, stride_px, field_px
-        Tile side, grid step and model window side, input pixels.
-    pixel_size_um
-        Pixel size of the input image.
-    image_shape
-        ``(Y, X)`` of the input image.
-    """
-
-    z_um: np.ndarray
-    z_argmax_um: np.ndarray
-    confidence: np.ndarray
-    entropy: np.ndarray
-    bimodal: np.ndarray
-    softmax: np.ndarray
-    bin_centres_um: np.ndarray
-    tops: np.ndarray
-    lefts: np.ndarray
-    tile_px: int
-    stride_px: int
-    field_px: int
-    pixel_size_um: float
-    image_shape: tuple[int, int]
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(rows, cols) of the tile grid."""
-        return (len(self.tops), len(self.lefts))
-
-    def boxes(self) -> np.ndarray:
-        """``(rows, cols, 4)`` int boxes ``[top, left, bottom, right]`` (exclusive), input px."""
-        rows, cols = self.shape
-        out = np.empty((rows, cols, 4), dtype=np.int64)
-        out[..., 0] = self.tops[:, None]
-        out[..., 1] = self.lefts[None, :]
-        out[..., 2] = out[..., 0] + self.tile_px
-        out[..., 3] = out[..., 1] + self.tile_px
-        return out
-
-    def centres_px(self) -> tuple[np.ndarray, np.ndarray]:
-        """Row and column of every tile centre, input pixel coordinates (pixel centres at
-        integers, the napari convention)."""
-        half = (self.tile_px - 1) / 2.0
-        return self.tops + half, self.lefts + half
-
-    def layer_transform(
-        self, in_um: bool = False
-    ) -> tuple[tuple[float, float], tuple[float, float]]:
-        """``(scale, translate)`` that overlays a ``(rows, cols)`` array on the input image.
-
-        Each map pixel becomes a ``stride x stride`` square centred on its tile's centre.
-        With ``in_um`` the values are in um (for an image layer scaled by its pixel size),
-        otherwise in input pixels.
-        """
-        cy, cx = self.centres_px()
-        f = self.pixel_size_um if in_um else 1.0
-        scale = (self.stride_px * f, self.stride_px * f)
-        translate = (float(cy[0]) * f, float(cx[0]) * f)
-        return scale, translate
-
-
-def _grid(length: int, tile: int, stride: int) -> np.ndarray:
-    """Tile origins along one axis: as many as fit, the grid centred in the image."""
-    n = (length - tile) // stride + 1
-    offset = (length - tile - (n - 1) * stride) // 2
-    return offset + stride * np.arange(n, dtype=np.int64)
-
-
 class Predictor:
     """A model loaded once and ready to read z from images.
 
@@ -203,8 +109,10 @@ class Predictor:
         Try ``torch.compile`` (faster on CPU after a ~30-60 s first call); on any
         failure the predictor warns and stays in eager mode.
     num_threads
-        Torch intra-op threads; ``None`` uses every available core. (A process-wide
-        torch setting.)
+        Opt-in: set torch's intra-op threads to this many (``torch.set_num_threads``, a
+        PROCESS-WIDE setting that every other torch user in the process then shares).
+        ``None`` (default) leaves the process's setting as it is; a library object must
+        not change global state behind its caller's back. Ignored on GPUs.
     bimodal_rule
         Thresholds of the bimodality flag.
     """
@@ -228,15 +136,13 @@ class Predictor:
         from napari_zfocus.model.device import resolve_device
 
         self.device = resolve_device(device, "device")  # None / "auto": CUDA when present
-        self.num_threads = int(num_threads or available_cores())
-        if self.device.type == "cpu":
-            torch.set_num_threads(self.num_threads)
-        else:
-            # Fixed input shapes: let cuDNN pick the fastest convolution once.
-            torch.backends.cudnn.benchmark = True
+        if num_threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(int(num_threads))  # explicitly asked for: see the docstring
+        #: Torch's intra-op threads when the predictor was made (the process's setting).
+        self.num_threads = torch.get_num_threads()
         self._bins = np.asarray(config.bin_centres_um, dtype=np.float64)
         # channels_last: oneDNN's fastest convolution layout on CPU (11.4 vs 13.7 ms).
-        net = net.to(self.device).eval().to(memory_format=torch.channels_last)
+        net = net.to(self.device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.net = net
         self._forward: Any = net
         self.compiled = False
@@ -273,10 +179,15 @@ class Predictor:
         self._forward = compiled
         self.compiled = True
 
-    def _autocast(self) -> Any:
+    @contextlib.contextmanager
+    def _autocast(self) -> Iterator[None]:
+        """Float16 autocast on CUDA, with cuDNN autotuning for the forward pass only."""
         if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return torch.autocast("cpu", enabled=False)
+            with _cudnn_benchmark(), torch.autocast("cuda", dtype=torch.float16):
+                yield
+        else:
+            with torch.autocast("cpu", enabled=False):
+                yield
 
     # -- core -----------------------------------------------------------------------------
     def probabilities(self, batch: torch.Tensor) -> np.ndarray:
@@ -295,6 +206,26 @@ class Predictor:
         dummy = torch.zeros((1, 1, side, side))
         for _ in range(n):
             self.probabilities(dummy)
+
+    def require_finite(self, probs: np.ndarray, what: str) -> np.ndarray:
+        """Return ``probs``; raise if any is NaN or infinite (from non-finite logits).
+
+        A model file with a valid hash can still compute NaN (a negative BatchNorm
+        variance) or overflow (weights scaled by 1e30); its softmax must not be read as
+        an answer. ``what`` names the input (``"image.tif"``).
+
+        Raises
+        ------
+        ZFocusError
+            ``"<model>: produced non-finite output (NaN or infinite) for <what>; ..."``.
+        """
+        if np.isfinite(probs).all():
+            return probs
+        model = self.path if self.path is not None else "the model"
+        raise ZFocusError(
+            f"{model}: produced non-finite output (NaN or infinite) for {what}; the model "
+            "file is broken (e.g. a negative BatchNorm variance or overflowing weights)"
+        )
 
     def _readout(self, probs: np.ndarray) -> Readout:
         return readout(probs, self._bins, rule=self.bimodal_rule)
@@ -324,6 +255,12 @@ class Predictor:
         ZFocusError
             Not a 2-D numeric image, pixel size not > 0, image smaller than the model's
             field, or NaN/inf values in the field.
+
+        Notes
+        -----
+        A model whose output is NaN or infinite gives ``z_um`` and ``confidence`` NaN
+        (no exception: the live controller counts such frames as failures and stops
+        safely); callers that report an answer check :meth:`require_finite` or the NaN.
         """
         return self._predictions(self.probabilities(prepare(image, pixel_size_um, self.config)))[0]
 
@@ -337,9 +274,17 @@ class Predictor:
         """Read z from several images (a list, or an ``(N, Y, X)`` array).
 
         ``pixel_size_um`` is one value or one per image. Images may differ in size.
+
+        Raises
+        ------
+        ZFocusError
+            As :meth:`predict`, and when the model's output is NaN or infinite
+            (:meth:`require_finite`): a batch feeds metrics and suggestions, where a NaN
+            would silently become a number (an ``argmin``, a mean).
         """
         n = len(images)
-        sizes = [pixel_size_um] * n if np.ndim(pixel_size_um) == 0 else list(pixel_size_um)  # type: ignore[arg-type]
+        one = np.ndim(pixel_size_um) == 0
+        sizes: list[Any] = [pixel_size_um] * n if one else list(pixel_size_um)  # type: ignore[arg-type]
         if len(sizes) != n:
             raise ZFocusError(f"got {n} images but {len(sizes)} pixel sizes")
         out: list[Prediction] = []
@@ -348,7 +293,10 @@ class Predictor:
                 prepare(images[i], sizes[i], self.config)
                 for i in range(start, min(n, start + batch_size))
             ]
-            out += self._predictions(self.probabilities(torch.cat(chunk)))
+            probs = self.probabilities(torch.cat(chunk))
+            for i, row in enumerate(probs):
+                self.require_finite(row, f"image {start + i} of the {n} given")
+            out += self._predictions(probs)
         return out
 
     def tile_geometry(
@@ -359,28 +307,7 @@ class Predictor:
         stride_um: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray, int, int, int]:
         """Grid of tiles for :meth:`predict_tiles`: (tops, lefts, tile_px, stride_px, field_px)."""
-        px = check_pixel_size(pixel_size_um)
-        field_px = field_source_px(px, self.config)
-        tile_um = self.config.field_um if tile_um is None else float(tile_um)
-        stride_um = tile_um if stride_um is None else float(stride_um)
-        if not (tile_um > 0 and stride_um > 0):
-            raise ZFocusError(f"tile ({tile_um} um) and stride ({stride_um} um) must be > 0")
-        tile_px = field_px if tile_um == self.config.field_um else max(1, int(round(tile_um / px)))
-        stride_px = max(1, int(round(stride_um / px)))
-        h, w = int(image_shape[0]), int(image_shape[1])
-        if h < max(tile_px, field_px) or w < max(tile_px, field_px):
-            side = max(tile_px, field_px)
-            raise ZFocusError(
-                f"image is {h} x {w} px ({h * px:.1f} x {w * px:.1f} um), smaller than one "
-                f"tile/field of {side} px ({side * px:.1f} um)"
-            )
-        return (
-            _grid(h, tile_px, stride_px),
-            _grid(w, tile_px, stride_px),
-            tile_px,
-            stride_px,
-            field_px,
-        )
+        return tile_grid(self.config, image_shape, pixel_size_um, tile_um, stride_um).as_tuple()
 
     def iter_predict_tiles(
         self,
@@ -391,53 +318,18 @@ class Predictor:
         *,
         batch_size: int = 16,
         cancel: Any = None,
-    ) -> Iterator[tuple[int, int]]:
+    ) -> Generator[tuple[int, int], None, FocusMap | None]:
         """Generator form of :meth:`predict_tiles` for napari workers.
 
         Yields ``(tiles_done, tiles_total)`` after every batch and returns the
         :class:`FocusMap` (``StopIteration.value``); returns ``None`` if ``cancel``
         (a callable or an object with ``is_set()``) asks to stop.
         """
-        check_image(image)
-        px = check_pixel_size(pixel_size_um)
-        h, w = int(image.shape[0]), int(image.shape[1])
-        tops, lefts, tile_px, stride_px, field_px = self.tile_geometry(
-            (h, w), px, tile_um, stride_um
-        )
-        # Window of the model's field centred on each tile, clamped inside the image.
-        offset = (tile_px - field_px) // 2
-        win_tops = np.clip(tops + offset, 0, h - field_px)
-        win_lefts = np.clip(lefts + offset, 0, w - field_px)
-        coords = [(int(t), int(lf)) for t in win_tops for lf in win_lefts]
-        total = len(coords)
-        probs = np.empty((total, self.config.n_bins))
-        for start in range(0, total, batch_size):
-            if _cancelled(cancel):
-                return None
-            windows = [
-                crop_window(image, t, lf, field_px) for t, lf in coords[start : start + batch_size]
-            ]
-            x = torch.cat([to_model_grid(win, px, self.config) for win in windows])
-            _check_finite(x)
-            probs[start : start + len(windows)] = self.probabilities(normalise(x))
-            yield min(total, start + batch_size), total
-        rows, cols = len(tops), len(lefts)
-        r = self._readout(probs)
-        return FocusMap(
-            z_um=r.z_um.reshape(rows, cols),
-            z_argmax_um=r.z_argmax_um.reshape(rows, cols),
-            confidence=r.confidence.reshape(rows, cols),
-            entropy=r.entropy.reshape(rows, cols),
-            bimodal=r.bimodal.reshape(rows, cols),
-            softmax=probs.reshape(rows, cols, -1),
-            bin_centres_um=self._bins,
-            tops=tops,
-            lefts=lefts,
-            tile_px=tile_px,
-            stride_px=stride_px,
-            field_px=field_px,
-            pixel_size_um=px,
-            image_shape=(h, w),
+        return (
+            yield from iter_focus_map(
+                self, image, pixel_size_um, tile_um, stride_um, batch_size=batch_size,
+                cancel=cancel,
+            )
         )
 
     def predict_tiles(
@@ -473,15 +365,13 @@ class Predictor:
                 return stop.value
 
 
-def _cancelled(cancel: Any) -> bool:
-    """True when a cancel token (callable, ``is_set()``, or ``.cancelled``) says stop."""
-    if cancel is None:
-        return False
-    if hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    if hasattr(cancel, "cancelled"):
-        value = cancel.cancelled
-        return bool(value() if callable(value) else value)
-    if callable(cancel):
-        return bool(cancel())
-    return False
+@contextlib.contextmanager
+def _cudnn_benchmark() -> Iterator[None]:
+    """Let cuDNN pick the fastest convolution for our fixed input shapes, only while we
+    run, restoring the process's setting afterwards (no lasting global change)."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before

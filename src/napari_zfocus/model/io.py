@@ -24,7 +24,6 @@ the file, for a missing, truncated, tampered, foreign, inconsistent or too-new f
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -36,9 +35,11 @@ import torch
 from torch import nn
 
 from napari_zfocus import __version__
-from napari_zfocus._atomic import atomic_path
+from napari_zfocus._atomic import atomic_path, write_errors_named
 from napari_zfocus.errors import ModelFileError, ZFocusError, describe
 from napari_zfocus.model.config import ModelConfig
+from napari_zfocus.model.model_hash import integrity_digest as _integrity_digest
+from napari_zfocus.model.model_hash import tensor_digest as _tensor_digest
 from napari_zfocus.model.network import build_network
 from napari_zfocus.model.state_check import state_dict_problem
 
@@ -47,8 +48,6 @@ FORMAT_VERSION = 2
 #: Version 1: the same layout, with ``sha256`` over the tensors only.
 WEIGHTS_ONLY_HASH_VERSION = 1
 MODEL_SUFFIX = ".zfm"
-#: Domain separation of the version-2 integrity hash (no other hash can collide with it).
-_INTEGRITY_TAG = b"napari-zfocus-model integrity v2\n"
 
 __all__ = [
     "FORMAT_NAME",
@@ -101,36 +100,17 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in model metadata")
 
 
-def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes, in sorted order (detects edits)."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        # view as bytes: works for every dtype, including ones numpy lacks (bfloat16)
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def _integrity_digest(header: dict[str, str], tensors: dict[str, torch.Tensor]) -> str:
-    """Version-2 hash: SHA-256 over a canonical JSON of every metadata entry except
-    ``sha256`` itself, then the tensors' digest. Any edit of either changes it."""
-    meta = {k: v for k, v in header.items() if k != "sha256"}
-    canonical = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    h = hashlib.sha256(_INTEGRITY_TAG)
-    h.update(canonical.encode("ascii"))
-    h.update(b"\n" + _tensor_digest(tensors).encode("ascii"))
-    return h.hexdigest()
-
-
 def _write(target: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> Path:
     """Seal ``header`` (current format version and integrity hash) and write atomically."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     header = dict(header, format=FORMAT_NAME, format_version=str(FORMAT_VERSION))
     header.pop("sha256", None)
     header["sha256"] = _integrity_digest(header, tensors)
-    with atomic_path(target) as tmp:
+    # safetensors reports a failed write (disk full, file-size limit) as SafetensorError.
+    with write_errors_named(target, "model file", SafetensorError), \
+            atomic_path(target) as tmp:
         save_file(tensors, os.fspath(tmp), metadata=header)
     return target
 

@@ -48,6 +48,9 @@ MAX_UPSAMPLING = 2.0
 #: normal; beyond 100x the pixel size is almost surely wrong (nm entered as um) and the
 #: model's field would be a crop of over 10^8 pixels.
 MAX_DOWNSAMPLING = 100.0
+#: Above this magnitude :func:`normalise` rescales an image first: squares of float32
+#: values beyond ~1.8e19 overflow, and a camera never gives more than ~1e9 counts.
+_LARGE_VALUE = 1e15
 
 __all__ = [
     "MAX_DOWNSAMPLING",
@@ -281,6 +284,11 @@ def normalise(batch: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
     """
     x = batch if batch.dtype.is_floating_point else batch.to(torch.float32)
     dims = tuple(range(x.ndim)) if x.ndim <= 2 else tuple(range(1, x.ndim))
+    peak = x.abs().amax(dim=dims, keepdim=True)
+    if bool((peak > _LARGE_VALUE).any()):
+        # The variance of values ~1e37 overflows float32 (NaN out of a finite image); the
+        # z-score does not change with scale, so bring such images to |x| <= 1 first.
+        x = x / torch.where(peak > 0, peak, torch.ones_like(peak))
     mean = x.mean(dim=dims, keepdim=True)
     std = x.std(dim=dims, keepdim=True, correction=0)
     # Relative floor: float32 rounding of a constant 60000-count image leaves ~1e-3 noise.
@@ -340,6 +348,7 @@ def prepare_batch(
     ``pixel_size_um`` is one value for all images or one per image.
     """
     n = len(images)
+    sizes: list[Any]
     if np.ndim(pixel_size_um) == 0:
         sizes = [pixel_size_um] * n
     else:

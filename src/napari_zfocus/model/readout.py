@@ -11,6 +11,9 @@ The paper's readout is the centre of the most probable bin (1 um steps). We add:
 - a **bimodal** flag: two modes separated by a dip, each holding substantial mass, the
   paper's floor + ceiling failure case. The controller refuses to move on such images.
 
+A softmax with NaN or infinite values (from non-finite logits) reads as z, confidence and
+entropy NaN, never as a number.
+
 All functions accept one softmax ``(B,)`` or a batch ``(N, B)``.
 """
 
@@ -158,31 +161,11 @@ def readout(
 
     # Plain Python per row: B is ~10-50 numbers, where numpy's per-call overhead would
     # dominate the live loop's readout time.
-    n = len(rows_in)
-    z, z_arg, conf, ent = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
-    bimodal, second = [False] * n, [math.nan] * n
-    for i, row in enumerate(rows_in):
-        total = sum(row)
-        row = [v / total for v in row] if total > 0 else [1.0 / nb] * nb
-        mode = max(range(nb), key=row.__getitem__)
-        z_arg[i] = centres[mode]
-        z[i] = _local_expected_value(row, centres, mode, bin_um, window_bins)
-        conf[i] = sum(row[max(0, mode - 1) : mode + 2])
-        ent[i] = -sum(v * math.log(v) for v in row if v > 0.0)
-        flag, cand = _second_mode(row, mode, rule)
-        bimodal[i] = flag
-        if flag and cand is not None:
-            second[i] = centres[cand]
-
+    rows = [_read_row(row, centres, bin_um, window_bins, rule) for row in rows_in]
+    columns = list(zip(*rows, strict=True)) or [()] * 6  # no rows: six empty columns
+    z, z_arg, conf, ent, bimodal, second = (list(column) for column in columns)
     if single:
-        return Readout(
-            np.asarray(z[0]),
-            np.asarray(z_arg[0]),
-            np.asarray(conf[0]),
-            np.asarray(ent[0]),
-            np.asarray(bimodal[0]),
-            np.asarray(second[0]),
-        )
+        return Readout(*(np.asarray(c[0]) for c in (z, z_arg, conf, ent, bimodal, second)))
     return Readout(
         np.asarray(z),
         np.asarray(z_arg),
@@ -191,6 +174,27 @@ def readout(
         np.asarray(bimodal, dtype=bool),
         np.asarray(second),
     )
+
+
+def _read_row(
+    row: list[float], centres: list[float], bin_um: float, window_bins: float, rule: BimodalRule
+) -> tuple[float, float, float, float, bool, float]:
+    """(z, z_argmax, confidence, entropy, bimodal, second mode) of one softmax row."""
+    nb = len(centres)
+    total = sum(row)
+    if not math.isfinite(total):
+        # NaN / inf logits (a broken model: negative BatchNorm variance, overflowing
+        # weights) give a NaN softmax. Reading it as uniform would answer a made-up z
+        # with a plausible confidence; NaN makes every caller refuse or hold instead.
+        return math.nan, math.nan, math.nan, math.nan, False, math.nan
+    row = [v / total for v in row] if total > 0 else [1.0 / nb] * nb
+    mode = max(range(nb), key=row.__getitem__)
+    z = _local_expected_value(row, centres, mode, bin_um, window_bins)
+    conf = sum(row[max(0, mode - 1) : mode + 2])
+    ent = -sum(v * math.log(v) for v in row if v > 0.0)
+    flag, cand = _second_mode(row, mode, rule)
+    second = centres[cand] if flag and cand is not None else math.nan
+    return z, centres[mode], conf, ent, flag, second
 
 
 _DEFAULT_RULE = BimodalRule()

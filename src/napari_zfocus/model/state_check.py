@@ -111,4 +111,8 @@ def state_dict_problem(
             return f"tensor {name!r} has dtype {t.dtype}, expected {want_dtype}"
         if t.dtype.is_floating_point and not bool(torch.isfinite(t).all()):
             return f"tensor {name!r} contains NaN or infinite weights"
+        if name.endswith("running_var") and bool((t < 0).any()):
+            # BatchNorm divides by sqrt(running_var + eps): a negative variance makes
+            # every prediction NaN, whatever the image.
+            return f"tensor {name!r} has negative values (a BatchNorm variance is >= 0)"
     return None

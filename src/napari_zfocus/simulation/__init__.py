@@ -17,7 +17,7 @@ One evolving scene rendered at any defocus (for the simulated microscope)::
 
 Modules: :mod:`.sample` (cells, pillars, chamber, growth), :mod:`.optics` (multi-slice
 angular spectrum, pupil, Koehler source), :mod:`.render` (scene -> intensity planes),
-:mod:`.camera` (vignetting, noise, 16 bit), :mod:`.stack` (:func:`simulate_stack`),
+:mod:`.camera` (vignetting, noise, 16 bit), :mod:`.simulated_stack` (:func:`simulate_stack`),
 :mod:`.dataset` (:func:`simulate_dataset`).
 
 Convention: defocus z in um, z > 0 = sample above the focal plane; z = 0 = focal plane
@@ -31,7 +31,11 @@ from napari_zfocus.simulation.dataset import simulate_dataset, stack_seed
 from napari_zfocus.simulation.optics import Optics, OpticsParams
 from napari_zfocus.simulation.render import OpticalRenderer, PreparedScene, render_planes
 from napari_zfocus.simulation.sample import Cells, SampleParams, Scene, optical_layers
-from napari_zfocus.simulation.stack import SimulatedStack, SimulationParams, simulate_stack
+from napari_zfocus.simulation.simulated_stack import (
+    SimulatedStack,
+    SimulationParams,
+    simulate_stack,
+)
 
 __all__ = [
     "CameraParams",

@@ -14,9 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_zfocus._atomic import write_errors_named
 from napari_zfocus.data import Annotation, write_annotations, write_stack
 from napari_zfocus.errors import ZFocusError, describe
-from napari_zfocus.simulation.stack import SimulationParams, simulate_stack
+from napari_zfocus.simulation.simulated_stack import (
+    SimulatedStack,
+    SimulationParams,
+    simulate_stack,
+)
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -65,17 +70,11 @@ def simulate_dataset(
     Raises
     ------
     ZFocusError
-        ``n_stacks < 1``, ``out`` is a file, or ``out`` already holds a dataset and
-        ``overwrite`` is false.
+        ``n_stacks < 1``, ``out`` is a file, ``out`` already holds a dataset and
+        ``overwrite`` is false, or a write failed (naming the file; disk full...).
     """
     root = Path(out)
-    if n_stacks < 1:
-        raise ZFocusError(describe(root, f"number of stacks must be >= 1, got {n_stacks}"))
-    if root.exists() and not root.is_dir():
-        raise ZFocusError(describe(root, "exists and is not a folder"))
-    if (root / "annotations.csv").exists() and not overwrite:
-        raise ZFocusError(
-            describe(root, "already contains annotations.csv (overwrite=True replaces it)"))
+    _check_target(root, n_stacks, overwrite)
     params = params or SimulationParams()
     params.validate()
     root.mkdir(parents=True, exist_ok=True)
@@ -85,26 +84,44 @@ def simulate_dataset(
     for i in range(n_stacks):
         sim = simulate_stack(params, seed=stack_seed(seed, i))
         name = f"stack_{i:0{width}d}.tif"
-        write_stack(root / name, sim.data, z_step_um=params.z_step_um,
-                    pixel_size_um=params.pixel_size_um)
-        annotations.append(Annotation(
-            stack=name,
-            focus_index=sim.focus_index,
-            z_step_um=params.z_step_um,
-            pixel_size_um=params.pixel_size_um,
-            extra={
-                "n_cells": str(sim.scene.n_in_field()),
-                "ceiling_fraction": f"{sim.drawn['ceiling_fraction']:.3f}",
-                "condenser_na": f"{sim.drawn['condenser_na']:.3f}",
-                "photons": f"{sim.drawn['photons']:.0f}",
-                **(
-                    {"grow_hours": f"{sim.drawn['grow_hours']:.2f}"}
-                    if "grow_hours" in sim.drawn
-                    else {}
-                ),
-            },
-        ))
-        csv_path = write_annotations(root, annotations)
+        with write_errors_named(root / name, "stack"):
+            write_stack(root / name, sim.data, z_step_um=params.z_step_um,
+                        pixel_size_um=params.pixel_size_um)
+        annotations.append(_annotation(name, sim, params))
+        with write_errors_named(csv_path, "annotations"):
+            csv_path = write_annotations(root, annotations)
         if progress is not None:
             progress(i + 1, n_stacks)
     return csv_path
+
+
+def _check_target(root: Path, n_stacks: int, overwrite: bool) -> None:
+    """Refuse a bad stack count, a file in the way or an existing dataset (unless asked)."""
+    if n_stacks < 1:
+        raise ZFocusError(describe(root, f"number of stacks must be >= 1, got {n_stacks}"))
+    if root.exists() and not root.is_dir():
+        raise ZFocusError(describe(root, "exists and is not a folder"))
+    if (root / "annotations.csv").exists() and not overwrite:
+        raise ZFocusError(
+            describe(root, "already contains annotations.csv (overwrite=True replaces it)"))
+
+
+def _annotation(name: str, sim: SimulatedStack, params: SimulationParams) -> Annotation:
+    """The annotations.csv row of one simulated stack, with what was drawn for it."""
+    return Annotation(
+        stack=name,
+        focus_index=sim.focus_index,
+        z_step_um=params.z_step_um,
+        pixel_size_um=params.pixel_size_um,
+        extra={
+            "n_cells": str(sim.scene.n_in_field()),
+            "ceiling_fraction": f"{sim.drawn['ceiling_fraction']:.3f}",
+            "condenser_na": f"{sim.drawn['condenser_na']:.3f}",
+            "photons": f"{sim.drawn['photons']:.0f}",
+            **(
+                {"grow_hours": f"{sim.drawn['grow_hours']:.2f}"}
+                if "grow_hours" in sim.drawn
+                else {}
+            ),
+        },
+    )

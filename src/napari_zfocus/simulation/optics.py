@@ -27,6 +27,7 @@ bright for z > 0 and dark for z < 0 and nearly vanish at z = 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
@@ -234,8 +235,8 @@ class Optics:
         # multiply instead of a complex exp per plane. float32 round-off after 200 steps is
         # ~1e-5, far below the shot noise.
         even = len(d) > 2 and np.allclose(np.diff(d), d[1] - d[0], rtol=0, atol=1e-9)
-        step = self.transfer(float(d[1] - d[0])) if even else None
-        h = self.transfer(float(d[0]), pupil=True) if len(d) else None
+        step: Any = self.transfer(float(d[1] - d[0])) if even else None
+        h: Any = self.transfer(float(d[0]), pupil=True) if len(d) else None
         for i in range(len(d)):
             if i and even:
                 h *= step

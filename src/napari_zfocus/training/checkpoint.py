@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from napari_zfocus._atomic import atomic_path
+from napari_zfocus._atomic import atomic_path, write_errors_named
 from napari_zfocus.errors import ModelFileError, ZFocusError
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.state_check import parameter_shapes, state_dict_problem
@@ -46,6 +46,12 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         Must hold ``model`` and ``optimizer`` state dicts, ``step``, and ``model_config``
         (:class:`ModelConfig`); other entries must be tensors, numbers, strings or
         containers of those. Dict-valued settings are stored as JSON strings.
+
+    Raises
+    ------
+    ZFocusError
+        ``"<path>: cannot write the checkpoint (<cause>)"`` when the write fails (disk
+        full, file-size limit); the previous checkpoint is then untouched.
     """
     payload = dict(state)
     payload["format"] = CHECKPOINT_FORMAT
@@ -55,7 +61,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         if key in payload:
             payload[key] = json.dumps(payload[key])
     path = Path(path)
-    with atomic_path(path) as tmp:
+    # torch's zip writer reports a short write (disk full, file-size limit) as RuntimeError.
+    with write_errors_named(path, "checkpoint", RuntimeError), atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
 

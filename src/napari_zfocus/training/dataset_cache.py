@@ -134,10 +134,10 @@ def load_stack_cached(dataset: Any, annotation: Any, config: ModelConfig) -> Cac
             f"({h * px:.1f} x {w * px:.1f} um) is smaller than the model's field of "
             f"{config.field_um:g} um"
         )
-    x = zscore_images(np.ascontiguousarray(x.numpy(), dtype=np.float32))  # see module doc
+    images = zscore_images(np.ascontiguousarray(x.numpy(), dtype=np.float32))  # see module doc
     return CachedStack(
         name=str(annotation.stack),
-        data=x.astype(np.float16),
+        data=images.astype(np.float16),
         z_um=_slice_z(annotation, raw.shape[0]),
     )
 
@@ -257,6 +257,6 @@ def validation_images(
         pairs = [pairs[i] for i in keep]
     n = config.input_px
     x = torch.empty((len(pairs), 1, n, n), dtype=torch.float16)
-    for i, (a, stack, idx, _) in enumerate(pairs):
-        x[i] = prepare(stack.slice(idx), float(a.pixel_size_um), config)[0].to(torch.float16)
+    for i, (a, stack, index, _) in enumerate(pairs):
+        x[i] = prepare(stack.slice(index), float(a.pixel_size_um), config)[0].to(torch.float16)
     return x, np.asarray([p[3] for p in pairs], dtype=np.float64)

@@ -2,10 +2,12 @@
 
 :class:`TrainingRun` is the model behind the training widget: an explicit state machine
 (``idle -> running -> stopping -> done | failed``), the loss / validation history for the
-live plot, and a :class:`Throttle` that limits plot redraws. The widget only forwards
-button clicks and worker signals to it and renders what it says, so every rule (no second
-launch while one runs, Stop only while running, Resume only with a checkpoint) is unit
-tested here without a display.
+live plot, and a :class:`Throttle` that limits plot redraws. It is *evented*: psygnal
+signals announce every state change, step, metrics and message, so the dock (or a script,
+or a test) only connects to them and renders. The dock forwards button clicks and the
+core's :class:`~napari_zfocus.training.loop.TrainEvent` s (:meth:`TrainingRun.apply`);
+every rule (no second launch while one runs, Stop only while running, Resume only with a
+checkpoint) is unit tested here without a display.
 """
 
 from __future__ import annotations
@@ -16,8 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from psygnal import Signal
 
 from napari_zfocus.errors import ZFocusError
+
+if TYPE_CHECKING:
+    from napari_zfocus.training.loop import TrainEvent
 
 
 class RunState(str, Enum):
@@ -83,11 +91,43 @@ class Throttle:
         self._last = None
 
 
+def format_metrics(metrics: dict[str, float], final: bool) -> str:
+    """One line of validation metrics for a status label ("" when there are none yet)."""
+    if not metrics:
+        return "no validation images: no metrics" if final else ""
+    parts = []
+    if "median_abs_error_um" in metrics:
+        parts.append(f"median |error| {metrics['median_abs_error_um']:.2f} um")
+    if "within_1um" in metrics:
+        parts.append(f"within \u00b11 um: {100 * metrics['within_1um']:.0f}%")
+    if "rmse_um" in metrics:
+        parts.append(f"RMSE {metrics['rmse_um']:.2f} um")
+    if "n_images" in metrics:
+        parts.append(f"{int(metrics['n_images'])} validation images")
+    return ("final: " if final else "validation: ") + ", ".join(parts)
+
+
 class TrainingRun:
-    """State, history and outcome of the current (or last) training run."""
+    """State, history and outcome of the current (or last) training run.
+
+    Signals (emitted in the thread that calls the method, the GUI thread in the dock):
+
+    * ``state_changed(RunState)`` -- every transition;
+    * ``progressed(int)`` -- a new step count (the history may have grown);
+    * ``metrics_changed(dict, bool)`` -- validation metrics, and whether they are final;
+    * ``message(str)`` -- what the core says it trains on (stacks, images, device);
+    * ``checkpoint_changed(object)`` -- the checkpoint path (Path or None) changed.
+    """
+
+    state_changed = Signal(object)
+    progressed = Signal(int)
+    metrics_changed = Signal(dict, bool)
+    message = Signal(str)
+    checkpoint_changed = Signal(object)
 
     def __init__(self) -> None:
         self.state = RunState.IDLE
+        self.final_event: TrainEvent | None = None
         self.history = History()
         self.step = 0
         self.total_steps: int | None = None
@@ -95,7 +135,19 @@ class TrainingRun:
         self.cancelled = False
         self.metrics: dict[str, float] = {}
         self.model_path: Path | None = None
-        self.checkpoint_path: Path | None = None
+        self._checkpoint_path: Path | None = None
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """Where the run's checkpoint is (or will be); set by the dock or by the core."""
+        return self._checkpoint_path
+
+    @checkpoint_path.setter
+    def checkpoint_path(self, path: Path | str | None) -> None:
+        new = Path(path) if path is not None else None
+        if new != self._checkpoint_path:
+            self._checkpoint_path = new
+            self.checkpoint_changed.emit(new)
 
     # ------------------------------------------------------------- queries
     @property
@@ -142,12 +194,17 @@ class TrainingRun:
         return f"done ({how} at {progress})"
 
     # ----------------------------------------------------------- transitions
-    def _go(self, new: RunState) -> None:
+    def _check(self, new: RunState) -> None:
+        """Raise (changing nothing) unless the run may go to ``new`` now."""
         if new not in _TRANSITIONS[self.state]:
             if new is RunState.RUNNING:
                 raise ZFocusError("training is already running: stop it first")
             raise ZFocusError(f"cannot go from {self.state.value} to {new.value}")
+
+    def _go(self, new: RunState) -> None:
+        self._check(new)
         self.state = new
+        self.state_changed.emit(new)
 
     def start(self, *, resume: bool = False, total_steps: int | None = None) -> None:
         """Begin a run. A fresh start clears the history; a resume keeps it.
@@ -161,7 +218,7 @@ class TrainingRun:
             raise ZFocusError(
                 f"{self.checkpoint_path or 'checkpoint'}: nothing to resume (no checkpoint on disk)"
             )
-        self._go(RunState.RUNNING)
+        self._check(RunState.RUNNING)
         if not resume:
             self.history = History()
             self.step = 0
@@ -169,6 +226,8 @@ class TrainingRun:
         self.error = None
         self.cancelled = False
         self.metrics = {}
+        self.final_event = None
+        self._go(RunState.RUNNING)  # last: listeners see the new run's values
 
     def request_stop(self) -> bool:
         """Ask the running job to stop; False when there is nothing to stop."""
@@ -186,6 +245,7 @@ class TrainingRun:
             self.history.add_loss(step, loss)
         if val_error is not None:
             self.history.add_validation(step, val_error)
+        self.progressed.emit(self.step)
 
     def finish(
         self,
@@ -197,14 +257,56 @@ class TrainingRun:
     ) -> None:
         """The worker returned normally (completed, or stopped with a checkpoint saved)."""
         was_stopping = self.state is RunState.STOPPING
-        self._go(RunState.DONE)
+        self._check(RunState.DONE)
         self.cancelled = was_stopping if cancelled is None else bool(cancelled)
         self.model_path = Path(model_path) if model_path is not None else None
         if checkpoint_path is not None:
             self.checkpoint_path = Path(checkpoint_path)
         self.metrics = dict(metrics or {})
+        self._go(RunState.DONE)
+        self.metrics_changed.emit(self.metrics, True)
 
     def fail(self, message: str) -> None:
         """The worker raised: record the message; a new start is allowed."""
-        self._go(RunState.FAILED)
+        self._check(RunState.FAILED)
         self.error = message
+        self._go(RunState.FAILED)
+
+    # ------------------------------------------------- the core's events, in order
+    def apply(self, event: TrainEvent) -> None:
+        """Record one :class:`TrainEvent` of the core (``done`` / ``cancelled`` are kept
+        until :meth:`returned`: the run ends when the core's thread has returned)."""
+        if event.kind == "step":
+            self.progress(event.step, loss=event.loss)
+        elif event.kind == "validation":
+            self.progress(event.step, val_error=event.metrics.get("median_abs_error_um"))
+            self.metrics_changed.emit(dict(event.metrics), False)
+        elif event.kind == "start":
+            self.progress(event.step)
+            self.message.emit(event.message)
+        elif event.kind == "checkpoint" and event.checkpoint_path:
+            self.checkpoint_path = Path(event.checkpoint_path)
+        elif event.kind in ("done", "cancelled"):
+            self.final_event = event
+
+    def returned(self) -> None:
+        """The core returned: finish with its last event (ignored when there was none)."""
+        event = self.final_event
+        if event is None or not self.is_active:
+            return
+        self.finish(
+            model_path=Path(event.model_path) if event.model_path else None,
+            checkpoint_path=Path(event.checkpoint_path) if event.checkpoint_path else None,
+            metrics=event.metrics,
+            cancelled=event.kind == "cancelled",
+        )
+
+    def errored(self, message: str) -> None:
+        """The core raised: the run failed (ignored when it is no longer active)."""
+        if self.is_active:
+            self.fail(message)
+
+    def thread_ended(self) -> None:
+        """The core's thread ended: a run still active was interrupted (no final event)."""
+        if self.is_active:
+            self.fail("interrupted")

@@ -18,77 +18,33 @@ What is written where
   recomputed in a second or so when a stack is opened again.
 * Stacks found in the folder without a CSV row are ``unmarked``; rows whose file is
   missing are kept untouched (never dropped from the CSV).
+
+Every change goes through a method and is announced by a psygnal signal, so a view (the
+dock) or a script can follow it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from pathlib import Path
 
-import tifffile
+from psygnal import Signal
 
+from napari_zfocus.annotation.stacks import StackEntry, StackState, folder_entries
 from napari_zfocus.data.annotations import (
     ANNOTATIONS_FILE,
     Annotation,
     dataset_stack_path,
-    read_dataset,
     write_annotations,
 )
-from napari_zfocus.data.stack import natural_key, tiff_files_in
 from napari_zfocus.errors import ZFocusError
+
+__all__ = ["MARK_SOURCE_COLUMN", "AnnotationState", "StackEntry", "StackState"]
 
 #: Extra CSV column recording how a mark was made.
 MARK_SOURCE_COLUMN = "mark_source"
-
-
-class StackState(str, Enum):
-    """Where one stack stands in the session."""
-
-    UNMARKED = "unmarked"
-    SUGGESTED = "suggested"
-    MARKED = "marked"
-
-
-@dataclass
-class StackEntry:
-    """One z-stack of the session.
-
-    Attributes
-    ----------
-    name
-        Path relative to the dataset folder, POSIX separators (the CSV ``stack`` column).
-    z_step_um, pixel_size_um
-        Physical sizes; ``None`` until known (CSV row, file metadata or the user).
-    focus_index
-        Marked in-focus slice (0-based), ``None`` while unmarked.
-    suggested_index, suggestion_source
-        SliceSuggestion waiting for confirmation (``"classic"`` or ``"model"``), in memory only.
-    extra
-        Other CSV columns of this stack's row, written back unchanged.
-    n_slices
-        Number of slices, once the stack has been opened.
-    """
-
-    name: str
-    z_step_um: float | None = None
-    pixel_size_um: float | None = None
-    focus_index: int | None = None
-    suggested_index: int | None = None
-    suggestion_source: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-    n_slices: int | None = None
-
-    @property
-    def state(self) -> StackState:
-        """``marked`` wins over ``suggested``: a confirmed stack keeps its mark."""
-        if self.focus_index is not None:
-            return StackState.MARKED
-        if self.suggested_index is not None:
-            return StackState.SUGGESTED
-        return StackState.UNMARKED
 
 
 @dataclass(frozen=True)
@@ -102,42 +58,6 @@ class _Snapshot:
     extra: tuple[tuple[str, str], ...]
 
 
-def _is_single_plane(path: Path) -> bool:
-    """True for a 2-D TIFF (one slice of a folder-of-slices stack); reads the header only."""
-    try:
-        with tifffile.TiffFile(path) as tif:
-            return len(tif.series) > 0 and len(tif.series[0].shape) == 2
-    except Exception:  # noqa: BLE001 - an unreadable file is reported when it is opened
-        return False
-
-
-def discover_stacks(folder: Path) -> list[str]:
-    """Stacks under ``folder`` as relative POSIX names, in natural order.
-
-    A multi-page ``.tif``/``.tiff`` file is one stack. A sub-folder whose first TIFF is a
-    single 2-D plane is a folder-of-slices stack (the folder is the stack; only that one
-    header is read). 2-D files directly in ``folder`` are not stacks and are skipped.
-    Hidden files and folders are skipped: atomic writes use dot-named temporary files.
-    """
-    found: list[str] = []
-
-    def walk(directory: Path) -> None:
-        files = tiff_files_in(directory)
-        if directory != folder and files and _is_single_plane(files[0]):
-            found.append(directory.relative_to(folder).as_posix())
-            return
-        for file in files:
-            found.append(file.relative_to(folder).as_posix())
-        for sub in sorted(directory.iterdir()):
-            if sub.is_dir() and not sub.name.startswith("."):
-                walk(sub)
-
-    walk(folder)
-    # 2-D files elsewhere are single images, not z-stacks: read_stack would refuse them.
-    stacks = [n for n in found if (folder / n).is_dir() or not _is_single_plane(folder / n)]
-    return sorted(stacks, key=natural_key)
-
-
 class AnnotationState:
     """Marks, suggestions and navigation over the stacks of one dataset folder.
 
@@ -149,7 +69,20 @@ class AnnotationState:
         The stacks, in display order.
     default_z_step_um, default_pixel_size_um
         Used for a stack whose metadata gives no value, until the user edits it.
+
+    Signals
+    -------
+    entry_changed(int)
+        The mark, suggestion, sizes or slice count of the stack at this position changed.
+    selected(int)
+        The current stack is now the one at this position.
+    saved(Path)
+        ``annotations.csv`` was written.
     """
+
+    entry_changed = Signal(int)
+    selected = Signal(int)
+    saved = Signal(Path)
 
     def __init__(
         self,
@@ -186,35 +119,7 @@ class AnnotationState:
             The folder does not exist, holds no stacks, or its CSV is invalid.
         """
         root = Path(folder)
-        if not root.is_dir():
-            raise ZFocusError(f"{root}: not a folder")
-        entries: list[StackEntry] = []
-        known: set[str] = set()
-        columns = None
-        if (root / ANNOTATIONS_FILE).is_file():
-            # Missing stack files must not stop the session: their rows are kept as they are.
-            dataset = read_dataset(root, check_stacks=False, min_stacks=0)
-            columns = list(dataset.columns)
-            for a in dataset.annotations:
-                name = Path(a.stack).as_posix()
-                entries.append(
-                    StackEntry(
-                        name=name,
-                        z_step_um=float(a.z_step_um),
-                        pixel_size_um=float(a.pixel_size_um),
-                        focus_index=int(a.focus_index),
-                        extra=dict(a.extra),
-                    )
-                )
-                known.add(name)
-        # A folder-of-slices stack named in the CSV: do not list its slices as stacks.
-        folder_stacks = tuple(n + "/" for n in known if (root / n).is_dir())
-        for name in discover_stacks(root):
-            if name not in known and not name.startswith(folder_stacks):
-                entries.append(StackEntry(name=name))
-        if not entries:
-            raise ZFocusError(f"{root}: no z-stacks (.tif/.tiff) and no {ANNOTATIONS_FILE}")
-        entries.sort(key=lambda e: natural_key(e.name))
+        entries, columns = folder_entries(root)
         session = cls(root, entries, **kwargs)
         session.columns = columns
         return session
@@ -308,25 +213,12 @@ class AnnotationState:
             return None
         return (slice_index - e.focus_index) * self.z_step(position)
 
-    def overlay_text(self, slice_index: int, position: int | None = None) -> str:
-        """One line for the canvas, e.g. ``"marked: slice 14 | this slice: +2.0 um from focus"``."""
-        e = self.entry(position)
-        if e.focus_index is not None:
-            d = self.distance_um(slice_index, position)
-            return f"marked: slice {e.focus_index} | this slice: {d:+.1f} um from focus"
-        if e.suggested_index is not None:
-            d = (slice_index - e.suggested_index) * self.z_step(position)
-            return (
-                f"suggested ({e.suggestion_source}): slice {e.suggested_index} | "
-                f"this slice: {d:+.1f} um from it | press c to confirm"
-            )
-        return f"unmarked | this slice: {slice_index} | press f to mark"
-
     # ---------------------------------------------------------------- changes
     def select(self, position: int) -> StackEntry:
         """Make ``position`` the current stack."""
         entry = self.entry(position)
         self.current = position
+        self.selected.emit(position)
         return entry
 
     def opened(self, n_slices: int, z_step_um: float | None, pixel_size_um: float | None) -> None:
@@ -337,12 +229,45 @@ class AnnotationState:
             e.z_step_um = float(z_step_um)
         if e.pixel_size_um is None and pixel_size_um:
             e.pixel_size_um = float(pixel_size_um)
+        self.entry_changed.emit(self.current)
 
     def set_suggestion(self, index: int | None, source: str, position: int | None = None) -> None:
         """Store a suggestion (not written to disk) for a stack."""
         e = self.entry(position)
         e.suggested_index = None if index is None else int(index)
         e.suggestion_source = None if index is None else source
+        self.entry_changed.emit(self.current if position is None else position)
+
+    def drop_suggestions(self, source: str) -> None:
+        """Forget every suggestion made by ``source`` (a better one is coming: a model)."""
+        for position, e in enumerate(self.entries):
+            if e.suggestion_source == source:
+                e.suggested_index = e.suggestion_source = None
+                self.entry_changed.emit(position)
+
+    def needs_suggestion(self, position: int, wanted: str) -> bool:
+        """True for an unmarked stack without a suggestion from ``wanted`` (``"model"``...)."""
+        e = self.entry(position)
+        return e.focus_index is None and e.suggestion_source != wanted
+
+    def next_to_suggest(self, wanted: str) -> int | None:
+        """The stack to suggest for next: the current one, else the next unmarked; or None."""
+        if self.current is None:
+            return None
+        if self.needs_suggestion(self.current, wanted):
+            return self.current
+        position = self.next_unmarked()
+        if position is not None and self.needs_suggestion(position, wanted):
+            return position
+        return None
+
+    def accept_suggestion(self, name: str, index: int, source: str) -> int | None:
+        """Store a worker's suggestion for stack ``name``; its position (None: not listed)."""
+        for position, e in enumerate(self.entries):
+            if e.name == name:
+                self.set_suggestion(index, source, position)
+                return position
+        return None
 
     def mark(self, slice_index: int, source: str = "manual") -> Path:
         """Mark ``slice_index`` of the current stack as in focus and save. Undoable."""
@@ -353,7 +278,7 @@ class AnnotationState:
         e.z_step_um = self.z_step()
         e.pixel_size_um = self.pixel_size()
         e.extra[MARK_SOURCE_COLUMN] = source
-        return self.save()
+        return self._changed(self.current)
 
     def confirm_suggestion(self) -> Path:
         """Mark the current stack's suggested slice. Raises if there is none."""
@@ -368,7 +293,7 @@ class AnnotationState:
         self._remember()
         e.focus_index = None
         e.extra.pop(MARK_SOURCE_COLUMN, None)
-        return self.save()
+        return self._changed(self.current)
 
     def set_sizes(self, z_step_um: float | None = None, pixel_size_um: float | None = None) -> None:
         """Edit the current stack's z-step / pixel size; saved at once if it is marked."""
@@ -389,6 +314,7 @@ class AnnotationState:
             e.pixel_size_um = float(pixel_size_um)
         if e.focus_index is not None:
             self.save()
+        self.entry_changed.emit(self.current)
 
     @property
     def can_undo(self) -> bool:
@@ -408,7 +334,8 @@ class AnnotationState:
         e.pixel_size_um = snap.pixel_size_um
         e.extra = dict(snap.extra)
         self.current = snap.position
-        self.save()
+        self._changed(snap.position)
+        self.selected.emit(snap.position)
         return snap.position
 
     def annotations(self) -> list[Annotation]:
@@ -430,17 +357,23 @@ class AnnotationState:
 
     def save(self) -> Path:
         """Write ``annotations.csv`` atomically (every marked stack); returns its path."""
-        return Path(write_annotations(self.root, self.annotations(), columns=self.columns))
+        path = Path(write_annotations(self.root, self.annotations(), columns=self.columns))
+        self.saved.emit(path)
+        return path
+
+    def _changed(self, position: int | None) -> Path:
+        """Save a change to a mark, then announce it (the file first: a view reads it)."""
+        path = self.save()
+        self.entry_changed.emit(position)
+        return path
 
     # --------------------------------------------------------------- helpers
     def _remember(self) -> None:
         assert self.current is not None
         e = self.entries[self.current]
-        self._undo.append(
-            _Snapshot(
-                self.current, e.focus_index, e.z_step_um, e.pixel_size_um, tuple(e.extra.items())
-            )
-        )
+        extra = tuple(e.extra.items())
+        snapshot = _Snapshot(self.current, e.focus_index, e.z_step_um, e.pixel_size_um, extra)
+        self._undo.append(snapshot)
 
     @staticmethod
     def _check_slice(e: StackEntry, slice_index: int) -> None:
@@ -450,54 +383,5 @@ class AnnotationState:
             )
 
 
-
 def _or(value: float | None, default: float) -> float:
     return float(default if value is None else value)
-
-
-@dataclass(frozen=True)
-class SliceSuggestion:
-    """A suggested in-focus slice for one stack (computed in a worker, plain data)."""
-
-    name: str
-    index: int
-    source: str  # "classic" (contrast dip) or "model" (predicted z nearest 0)
-    confidence: float
-
-
-def suggest_slice(
-    path: str | Path,
-    name: str,
-    z_step_um: float,
-    pixel_size_um: float,
-    predictor: object | None = None,
-) -> SliceSuggestion:
-    """Suggest the in-focus slice of the stack at ``path``.
-
-    Without a model: the bright-field contrast dip of
-    :func:`napari_zfocus.annotation.suggestion.suggest_focus`. With a model
-    (:class:`napari_zfocus.model.inference.Predictor`): the slice whose predicted z is
-    nearest 0. Reads the whole stack; meant for a worker thread.
-
-    Raises
-    ------
-    ZFocusError
-        Unreadable stack, too few slices, or images too small for the model's field.
-    """
-    import numpy as np
-
-    from napari_zfocus.annotation.suggestion import suggest_focus
-    from napari_zfocus.data.stack import ZStack, read_stack
-
-    stack = read_stack(path, z_step_um=z_step_um, pixel_size_um=pixel_size_um)
-    images = stack.to_numpy()
-    if predictor is not None:
-        predictions = predictor.predict_batch(images, pixel_size_um)  # type: ignore[attr-defined]
-        z = np.array([p.z_um for p in predictions], dtype=float)
-        index = int(np.argmin(np.abs(z)))
-        return SliceSuggestion(name, index, "model", float(predictions[index].confidence))
-    # As a ZStack so that a refusal ("no contrast ...") names the file, not "<array>".
-    found = suggest_focus(
-        ZStack(images, z_step_um, pixel_size_um, path=Path(path)), classic_scores=False
-    )
-    return SliceSuggestion(name, int(found.focus_index), "classic", float(found.confidence))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -196,7 +196,8 @@ def simulate_stack(params: SimulationParams | None = None, seed: SeedLike = 0) -
     camera = dataclasses.replace(params.camera, photons=drawn["photons"],
                                  read_noise_e=drawn["read_noise_e"],
                                  vignetting=drawn["vignetting"], vignetting_centre=vig_centre)
-    scene = Scene.random(sample, rng_sample, tuple(params.shape), params.pixel_size_um,
+    shape = cast("tuple[int, int]", tuple(params.shape))
+    scene = Scene.random(sample, rng_sample, shape, params.pixel_size_um,
                          margin_um=optics.margin_um)
     if _bounds(params.grow_hours)[1] > 0:
         # Drawn last, and only when asked for: stacks without growth stay bit-identical.

@@ -1,0 +1,279 @@
+"""What the inspection dock knows, without Qt: model, layer choice, jobs and their results.
+
+:class:`InspectionState` is the model behind the inspection dock (a view over it). It holds
+the loaded model and its summary, the chosen image layer's name and pixel size, and the
+three jobs (single prediction, focus map, evaluation) with their rules:
+
+* a model load in flight does not block the old model; only the newest load is kept;
+* a prediction asked for while one runs is *coalesced*: one more run follows when it
+  ends, however many were asked for (a z slider dragged over 50 slices gives 2 runs);
+* a focus map and an evaluation run one at a time, each with a cancel event;
+* :meth:`InspectionState.close` cancels both (the dock is closing).
+
+Every change is announced by a psygnal signal; the dock, a script or a test can drive it.
+Worker jobs live in :mod:`napari_zfocus.inspection.jobs`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from psygnal import Signal
+
+from napari_zfocus.errors import ZFocusError
+from napari_zfocus.inspection.jobs import LoadedModel
+
+__all__ = ["Controls", "InspectionState", "MapGeometry", "evaluation_summary", "progress_text"]
+
+
+@dataclass(frozen=True)
+class MapGeometry:
+    """Where a focus map belongs: its image layer's name and (y, x) scale and translate."""
+
+    layer_name: str
+    scale_yx: tuple[float, float]
+    translate_yx: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Controls:
+    """Which of the dock's actions are available now."""
+
+    predict: bool
+    focus_map: bool
+    cancel_focus_map: bool
+    evaluate: bool
+    cancel_evaluation: bool
+    export: bool
+
+
+class InspectionState:
+    """The inspection dock's model, layer choice, jobs and results.
+
+    Signals
+    -------
+    model_changed(LoadedModel)
+        A model was loaded (its predictor and summary).
+    layer_changed(str, float)
+        The chosen image layer and its pixel size (0: unknown).
+    prediction_changed(object)
+        A new single-slice prediction.
+    focus_map_changed(object, MapGeometry)
+        A new focus map, with the geometry of the image it was computed on.
+    evaluation_changed(object)
+        A new evaluation result.
+    jobs_changed()
+        A job started or ended (what is available, :meth:`controls`, may have changed).
+    """
+
+    model_changed = Signal(object)
+    layer_changed = Signal(str, float)
+    prediction_changed = Signal(object)
+    focus_map_changed = Signal(object, object)
+    evaluation_changed = Signal(object)
+    jobs_changed = Signal()
+
+    def __init__(self) -> None:
+        self.model: LoadedModel | None = None
+        self.loading: Path | None = None  # the newest model file being read
+        self.layer_name = ""
+        self.pixel_size_um = 0.0  # 0: unknown, the model's own is assumed
+        self.last_prediction: Any = None
+        self.predicting = False
+        self._predict_again = False
+        self.focus_map: Any = None
+        self.map_geometry: MapGeometry | None = None
+        self.map_cancel: threading.Event | None = None
+        self.result: Any = None  # the last EvaluationResult
+        self.eval_cancel: threading.Event | None = None
+        self._warned_pixel_size: set[str] = set()
+
+    @property
+    def predictor(self) -> Any:
+        """The loaded model's predictor, or None."""
+        return None if self.model is None else self.model.predictor
+
+    def controls(self) -> Controls:
+        """What may run now (a layer must be chosen for the image tools)."""
+        image = self.model is not None and bool(self.layer_name)
+        mapping = self.map_cancel is not None
+        evaluating = self.eval_cancel is not None
+        return Controls(
+            predict=image and not self.predicting,
+            focus_map=image and not mapping,
+            cancel_focus_map=mapping,
+            evaluate=self.model is not None and not evaluating,
+            cancel_evaluation=evaluating,
+            export=self.result is not None and not evaluating,
+        )
+
+    # -- model ----------------------------------------------------------------------------
+
+    def begin_loading(self, path: str | Path) -> Path:
+        """A model file is about to be read in a worker; the newest load wins."""
+        if not str(path).strip():
+            raise ZFocusError("Enter a model file path first.")
+        self.loading = Path(path)
+        self.jobs_changed.emit()
+        return self.loading
+
+    def model_loaded(self, loaded: LoadedModel) -> bool:
+        """Take a loaded model unless a newer load was started since; True if taken."""
+        if loaded.path != self.loading:
+            return False
+        self.loading = None
+        self.model = loaded
+        self.model_changed.emit(loaded)
+        self.jobs_changed.emit()
+        return True
+
+    def loading_failed(self, path: Path) -> None:
+        """Reading ``path`` failed: the old model (if any) stays."""
+        if path == self.loading:
+            self.loading = None
+            self.jobs_changed.emit()
+
+    # -- image layer ----------------------------------------------------------------------
+
+    def set_layer(self, name: str, pixel_size_um: float | None = None) -> None:
+        """Choose the image layer (``""``: none) and its pixel size (None: unknown)."""
+        self.layer_name = name
+        self.pixel_size_um = float(pixel_size_um or 0.0)
+        self.layer_changed.emit(name, self.pixel_size_um)
+        self.jobs_changed.emit()
+
+    def set_pixel_size(self, pixel_size_um: float) -> None:
+        """The user's pixel size for the chosen layer (0: unknown)."""
+        self.pixel_size_um = max(0.0, float(pixel_size_um))
+
+    def check_image_tools(self) -> None:
+        """Raise ``ZFocusError`` saying what is missing before a prediction or focus map."""
+        if self.model is None:
+            raise ZFocusError("Load a model first.")
+        if not self.layer_name:
+            raise ZFocusError("Add or choose an Image layer to inspect.")
+
+    def pixel_size_for_prediction(self) -> tuple[float, str | None]:
+        """``(pixel size, warning)``: the user's, else the model's with a warning once per layer."""
+        if self.pixel_size_um > 0:
+            return self.pixel_size_um, None
+        px = float(self.predictor.config.pixel_size_um)
+        if self.layer_name in self._warned_pixel_size:
+            return px, None
+        self._warned_pixel_size.add(self.layer_name)  # once per layer, not per slider step
+        return px, (
+            f"{self.layer_name}: pixel size unknown; assuming the model's {px:g} um/px. "
+            "Set it in 'pixel size' if the image was taken at another magnification."
+        )
+
+    # -- single prediction ----------------------------------------------------------------
+
+    def request_prediction(self) -> bool:
+        """True if a prediction may start now; while one runs, one more run is remembered."""
+        if self.predicting:
+            self._predict_again = True
+            return False
+        return True
+
+    def prediction_started(self) -> None:
+        self.predicting = True
+        self.jobs_changed.emit()
+
+    def prediction_finished(self) -> bool:
+        """The running prediction ended; True if another was asked for meanwhile."""
+        self.predicting = False
+        again, self._predict_again = self._predict_again, False
+        self.jobs_changed.emit()
+        return again
+
+    def set_prediction(self, prediction: Any) -> None:
+        self.last_prediction = prediction
+        self.prediction_changed.emit(prediction)
+
+    # -- focus map ------------------------------------------------------------------------
+
+    def start_focus_map(self) -> threading.Event | None:
+        """The cancel event of a new focus-map job, or None while one runs."""
+        if self.map_cancel is not None:
+            return None
+        self.map_cancel = threading.Event()
+        self.jobs_changed.emit()
+        return self.map_cancel
+
+    def cancel_focus_map(self) -> None:
+        if self.map_cancel is not None:
+            self.map_cancel.set()
+
+    def focus_map_finished(self) -> None:
+        self.map_cancel = None
+        self.jobs_changed.emit()
+
+    def set_focus_map(self, focus_map: Any, geometry: MapGeometry) -> None:
+        self.focus_map = focus_map
+        self.map_geometry = geometry
+        self.focus_map_changed.emit(focus_map, geometry)
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def start_evaluation(self, folder: str) -> tuple[str, threading.Event] | None:
+        """``(folder, cancel event)`` of a new evaluation, or None while one runs.
+
+        Raises
+        ------
+        ZFocusError
+            No model, no folder given, or no such folder.
+        """
+        if self.eval_cancel is not None:
+            return None
+        folder = folder.strip()
+        if self.model is None:
+            raise ZFocusError("Load a model first.")
+        if not folder:
+            raise ZFocusError("Choose a dataset folder (with annotations.csv) first.")
+        if not Path(folder).is_dir():
+            raise ZFocusError(f"{folder}: no such folder")
+        self.eval_cancel = threading.Event()
+        self.jobs_changed.emit()
+        return folder, self.eval_cancel
+
+    def cancel_evaluation(self) -> bool:
+        """Ask the running evaluation to stop; False if none runs."""
+        if self.eval_cancel is None:
+            return False
+        self.eval_cancel.set()
+        return True
+
+    def evaluation_finished(self) -> None:
+        self.eval_cancel = None
+        self.jobs_changed.emit()
+
+    def set_evaluation(self, result: Any) -> None:
+        self.result = result
+        self.evaluation_changed.emit(result)
+
+    def check_export(self) -> None:
+        if self.result is None:
+            raise ZFocusError("Nothing to export: run an evaluation first.")
+
+    def close(self) -> None:
+        """Cancel the running jobs (the dock is closing); they stop at their next step."""
+        self.cancel_focus_map()
+        self.cancel_evaluation()
+
+
+def evaluation_summary(result: Any) -> str:
+    """One status line for an evaluation, e.g. ``"14 images; 64% within +/-1 um"``."""
+    m = result.metrics
+    note = " (cancelled: partial result)" if result.cancelled else ""
+    within = m.get("within_1um")
+    return f"{m.get('n_images', 0)} images{note}; " + (
+        f"{100 * within:.0f}% within +/-1 um" if within is not None else "no images"
+    )
+
+
+def progress_text(event: Any) -> str:
+    """One status line for an evaluation progress event."""
+    return f"{event.stage}: {event.done}/{event.total} {event.message}"

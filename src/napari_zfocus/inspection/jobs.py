@@ -1,0 +1,80 @@
+"""The inspection dock's background jobs: plain data in, plain data out, no Qt, no layers.
+
+Each function runs in a worker thread. Generators yield progress and return their result;
+the long ones take a :class:`threading.Event` that cancels them between tiles or images.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_zfocus.errors import DatasetError
+from napari_zfocus.inspection.display import describe_model, describe_model_text
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model file read in a worker: the predictor and the summary the dock shows."""
+
+    path: Path
+    predictor: Any
+    description: str
+
+
+def load_model_job(path: Path) -> LoadedModel:
+    """Read a model file (weights and metadata); ``ModelFileError`` names the file."""
+    from napari_zfocus.model.inference import Predictor
+    from napari_zfocus.model.io import read_model_info
+
+    predictor = Predictor.from_file(path)
+    _, _, info = read_model_info(path)
+    rows = describe_model(predictor.config, predictor.metadata, info)
+    return LoadedModel(Path(path), predictor, describe_model_text(rows))
+
+
+def predict_job(predictor: Any, plane: Any, pixel_size_um: float) -> Any:
+    """The prediction for one plane (a lazy dask slice is read here, off the GUI thread)."""
+    return predictor.predict(np.asarray(plane), pixel_size_um)
+
+
+def focus_map_job(
+    predictor: Any, plane: Any, pixel_size_um: float, tile_um: float | None,
+    stride_um: float | None, cancel: threading.Event,
+) -> Generator[tuple[int, int], None, Any]:
+    """Tiled prediction over a plane; yields ``(done, total)``, returns the map or None."""
+    image = np.asarray(plane)  # a lazy (dask) slice is read here, off the GUI thread
+    result = yield from predictor.iter_predict_tiles(
+        image, pixel_size_um, tile_um, stride_um, cancel=cancel
+    )
+    return result
+
+
+def evaluate_job(
+    predictor: Any, folder: str, baselines: bool, cancel: threading.Event
+) -> Generator[Any, None, Any]:
+    """Evaluate on a dataset folder; yields progress events; returns the ``EvaluationResult``.
+
+    Raises
+    ------
+    DatasetError
+        The folder has no annotated stack, or no slice within the model's z range.
+    """
+    from napari_zfocus.data.annotations import read_dataset
+    from napari_zfocus.inspection.evaluation import iter_evaluate
+
+    dataset = read_dataset(folder)
+    if len(dataset) == 0:
+        raise DatasetError(f"{dataset.csv_path}: no annotated stacks to evaluate")
+    result = yield from iter_evaluate(predictor, dataset, baselines=baselines, cancel=cancel)
+    if result.metrics.get("n_images", 0) == 0 and not result.cancelled:
+        raise DatasetError(
+            f"{folder}: no slice lies inside the model's z range "
+            f"({predictor.config.z_min_um:+g}..{predictor.config.z_max_um:+g} um)"
+        )
+    return result

@@ -1,0 +1,112 @@
+"""Training recipes: the paper's settings, the fast default, and the validation cadence.
+
+The training dock (and any script) turns a handful of user choices into a validated
+:class:`~napari_zfocus.training.loop.TrainConfig` here, so the rules (what "paper recipe"
+means, how often to validate for a live curve) live in one Qt-free place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari_zfocus.errors import ZFocusError
+from napari_zfocus.model.config import ModelConfig
+
+if TYPE_CHECKING:
+    from napari_zfocus.training.loop import TrainConfig
+
+#: Settings of the paper's recipe (Wei & Roberts 2018): batch 50, Adam lr 1e-4,
+#: 100,000 steps, truncated-normal init (sd 0.1), one-hot labels.
+PAPER_RECIPE: dict[str, Any] = {
+    "batch": 50, "lr": 1e-4, "steps": 100_000, "init": "paper", "label_sigma_um": 0.0,
+}
+
+#: Time budget of the fast recipe, minutes (a CPU budget: a usable model in minutes).
+FAST_MINUTES = 10.0
+
+
+@dataclass(frozen=True)
+class RecipeForm:
+    """The form values a recipe sets (what the dock shows when the recipe is chosen).
+
+    ``steps`` 0 and ``minutes`` 0 mean "no limit" (as the dock's fields show them).
+    """
+
+    batch: int
+    lr: float
+    steps: int
+    minutes: float
+    pixel_size_um: float
+    batchnorm: bool
+
+
+def recipe_form(paper: bool) -> RecipeForm:
+    """The form values of the paper recipe (``paper``) or of the fast default recipe."""
+    if paper:
+        model = ModelConfig()
+        return RecipeForm(
+            batch=int(PAPER_RECIPE["batch"]), lr=float(PAPER_RECIPE["lr"]),
+            steps=int(PAPER_RECIPE["steps"]), minutes=0.0,
+            pixel_size_um=model.pixel_size_um, batchnorm=model.batchnorm,
+        )
+    from napari_zfocus.training.loop import TrainConfig
+
+    defaults = TrainConfig()
+    start = ModelConfig.recommended()
+    return RecipeForm(
+        batch=defaults.batch, lr=defaults.lr, steps=0, minutes=FAST_MINUTES,
+        pixel_size_um=start.pixel_size_um, batchnorm=start.batchnorm,
+    )
+
+
+def validation_every_for(steps: int | None) -> int:
+    """Steps between validations: about 20 points per run for the live curve (10..500).
+
+    A time-only budget (``steps`` None) validates every 100 steps.
+    """
+    return min(500, max(10, steps // 20)) if steps else 100
+
+
+def build_train_config(
+    out: str | Path,
+    *,
+    steps: int | None,
+    minutes: float | None,
+    batch: int,
+    lr: float,
+    seed: int,
+    paper: bool = False,
+    resume: bool = False,
+) -> TrainConfig:
+    """A validated :class:`TrainConfig` from the dock's choices.
+
+    ``steps`` / ``minutes`` of 0 or None mean "no limit". The paper recipe adds its
+    initialisation and one-hot labels.
+
+    Raises
+    ------
+    ZFocusError
+        No output path, or a setting out of range (named).
+    """
+    from napari_zfocus.training.loop import TrainConfig
+
+    if not str(out).strip():
+        raise ZFocusError("choose the model file to write")
+    extra = {}
+    if paper:
+        extra = {"init": PAPER_RECIPE["init"], "label_sigma_um": PAPER_RECIPE["label_sigma_um"]}
+    config = TrainConfig(
+        out=Path(str(out).strip()),
+        validation_every=validation_every_for(steps or None),
+        steps=steps or None,
+        minutes=minutes or None,
+        batch=batch,
+        lr=lr,
+        seed=seed,
+        resume=resume,
+        **extra,
+    )
+    config.validate()
+    return config

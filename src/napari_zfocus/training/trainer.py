@@ -1,0 +1,330 @@
+"""One training run's state and its parts: set-up, resume, one optimiser step, files.
+
+:func:`napari_zfocus.training.loop.train` builds a :class:`Trainer` with
+:meth:`Trainer.create` (output check, resume state, data, network) and then drives it
+step by step; everything a step, a validation or a checkpoint needs lives here, so each
+part of the loop is a short method instead of one long function.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_zfocus.errors import ModelFileError, ZFocusError
+from napari_zfocus.model.config import ModelConfig
+from napari_zfocus.model.network import build_network, init_paper_weights
+from napari_zfocus.training import ddp
+from napari_zfocus.training.checkpoint import (
+    checkpoint_path,
+    config_differences,
+    load_checkpoint,
+    save_checkpoint,
+)
+from napari_zfocus.training.dataset_cache import (
+    TrainingData,
+    load_training_data,
+    split_by_stack,
+    validation_images,
+)
+from napari_zfocus.training.labels import soft_cross_entropy, soft_targets
+from napari_zfocus.training.schedule import Budget
+from napari_zfocus.training.train_config import CancelToken, TrainConfig, TrainEvent
+from napari_zfocus.training.validation_metrics import predict_logits, validation_metrics
+
+__all__ = ["Trainer"]
+
+
+def check_writable(out: Path) -> None:
+    """Fail early (before minutes of training) if the model file cannot be written."""
+    if out.is_dir():
+        raise ZFocusError(f"{out}: is a folder; give a model file name such as model.zfm")
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = parent / f".{out.name}.write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ZFocusError(
+            f"{out}: cannot write the model file here ({exc.strerror or exc})"
+        ) from None
+
+
+def _autocast(device: torch.device, enabled: bool) -> tuple[Any, torch.dtype | None]:
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype), dtype
+    return torch.autocast(device.type, enabled=False), None
+
+
+def _read_resume(ckpt_file: Path, mc: ModelConfig) -> dict[str, Any]:
+    """The checkpoint to resume from; :class:`ModelFileError` if it is for another network."""
+    resumed = load_checkpoint(ckpt_file)
+    diff = config_differences(resumed["model_config"], mc)
+    if diff:
+        raise ModelFileError(
+            f"{ckpt_file}: checkpoint was trained with a different model config "
+            f"({'; '.join(diff)}); train without resume or choose another output"
+        )
+    return resumed
+
+
+@dataclass
+class _Data:
+    """The cached training images and the held-out validation images."""
+
+    train: TrainingData
+    train_ann: list[Any]
+    val_ann: list[Any]
+    val_x: torch.Tensor
+    val_z: np.ndarray
+
+
+def _load_data(dataset: Any, mc: ModelConfig, tc: TrainConfig, is_main: bool) -> _Data:
+    """Split the annotated stacks, cache the training slices, prepare validation images."""
+    root = getattr(dataset, "root", "dataset")
+    annotations = list(dataset.annotations)
+    if not annotations:
+        raise ZFocusError(f"{root}: no annotated stacks")
+    train_ann, val_ann = split_by_stack(annotations, tc.val_fraction, tc.seed)
+    data = load_training_data(dataset, train_ann, mc)
+    if len(data) == 0:
+        raise ZFocusError(
+            f"{root}: no training slice lies inside the model's "
+            f"z range {mc.z_min_um:g}..{mc.z_max_um:g} um"
+        )
+    if is_main and val_ann:
+        val_x, val_z = validation_images(dataset, val_ann, mc, tc.val_max_images)
+    else:
+        val_x, val_z = torch.empty(0), np.empty(0)
+    return _Data(data, train_ann, val_ann, val_x, val_z)
+
+
+@dataclass
+class _Network:
+    """The network, its optimiser and the mixed-precision helpers."""
+
+    net: nn.Module
+    opt: torch.optim.Optimizer
+    scaler: Any
+    autocast: Any
+
+
+def _build_network(
+    mc: ModelConfig, tc: TrainConfig, device: torch.device, resumed: dict[str, Any] | None
+) -> _Network:
+    """Same seed on every rank (DDP also broadcasts rank 0's); a resume loads its state."""
+    torch.manual_seed(tc.seed)
+    net = build_network(mc)
+    if tc.init == "paper":
+        init_paper_weights(net)
+    net.to(device)
+    if tc.channels_last:
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    opt = torch.optim.Adam(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    autocast, amp_dtype = _autocast(device, tc.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    if resumed is not None:
+        net.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["optimizer"])
+        if resumed.get("scaler"):
+            scaler.load_state_dict(resumed["scaler"])
+    return _Network(net, opt, scaler, autocast)
+
+
+@dataclass
+class Trainer:
+    """One training run (one process of it, under torchrun)."""
+
+    dataset: Any
+    mc: ModelConfig
+    tc: TrainConfig
+    cancel: CancelToken
+    ctx: ddp.DistContext
+    device: torch.device
+    t_start: float
+    data: _Data
+    network: _Network
+    model: nn.Module  # the network, wrapped by DDP under torchrun
+    budget: Budget
+    step: int = 0
+    elapsed_before: float = 0.0
+    resumed: bool = False
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    validated_at: int = -1  # the step of the last validation
+    loss: float | None = None  # of the last step
+    images_per_s: float | None = None  # recent throughput, all processes together
+
+    @classmethod
+    def create(
+        cls, dataset: Any, mc: ModelConfig, tc: TrainConfig, cancel: CancelToken,
+        ctx: ddp.DistContext, device: torch.device, t_start: float,
+    ) -> Trainer:
+        """Check the output, read the resume state, load the data, build the network."""
+        out = Path(tc.out)
+        if ctx.is_main:
+            check_writable(out)
+        if device.type == "cpu":
+            # Share the cores between torchrun's processes instead of oversubscribing them.
+            torch.set_num_threads(
+                tc.threads or max(1, (os.cpu_count() or 1) // ctx.local_world_size)
+            )
+        resumed = _read_resume(checkpoint_path(out), mc) if tc.resume else None
+        data = _load_data(dataset, mc, tc, ctx.is_main)
+        network = _build_network(mc, tc, device, resumed)
+        trainer = cls(
+            dataset, mc, tc, cancel, ctx, device, t_start, data, network,
+            model=ddp.wrap(network.net, ctx, device), budget=Budget.of(tc),
+        )
+        if resumed is not None:
+            trainer.step = int(resumed["step"])
+            trainer.elapsed_before = float(resumed["elapsed_s"])
+            trainer.budget.schedule_t0 = resumed.get("schedule_t0_s")
+            trainer.resumed = True
+            trainer.last_metrics = dict(resumed.get("metrics") or {})
+        return trainer
+
+    # -- time and events ------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        """Wall-clock seconds of training so far, over all runs."""
+        return self.elapsed_before + time.perf_counter() - self.t_start
+
+    def progress(self, now: float | None = None) -> float:
+        """Fraction of the budget used, 0..1."""
+        return self.budget.progress(self.step, self.elapsed() if now is None else now)
+
+    def event(self, kind: str, **kw: Any) -> TrainEvent:
+        """A :class:`TrainEvent` of this run's state now."""
+        now = self.elapsed()
+        return TrainEvent(kind=kind, step=self.step, total_steps=self.tc.steps,
+                          progress=self.progress(now), elapsed_s=now, **kw)
+
+    def start_event(self) -> TrainEvent:
+        """The ``start`` event: what is being trained on, and where."""
+        d, mc, ctx = self.data, self.mc, self.ctx
+        message = (
+            f"{len(d.train_ann)} training stacks ({len(d.train)} images, "
+            f"{d.train.nbytes / 2**20:.0f} MiB cached), {len(d.val_ann)} validation stacks "
+            f"({len(d.val_z)} images); {mc.input_px} px input, {mc.n_bins} bins; "
+            f"device {self.device}"
+            + (f" x {ctx.world_size} processes" if ctx.distributed else "")
+            + (f"; resumed at step {self.step}" if self.resumed else "")
+        )
+        return self.event("start", message=message, metrics=dict(self.last_metrics))
+
+    # -- one step ---------------------------------------------------------------------
+
+    def make_batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of step ``k``: a pure function of (seed, rank, k)."""
+        tc = self.tc
+        rng = np.random.default_rng([tc.seed, self.ctx.rank, k])
+        x, z = self.data.train.sample(rng, tc.batch, augment=tc.augment)
+        return x, soft_targets(z, self.mc, tc.label_sigma_um)
+
+    def optimiser_step(self, x: torch.Tensor, target: torch.Tensor, lr: float) -> float:
+        """One Adam step on a batch at learning rate ``lr``; returns the (finite) loss."""
+        tc, net = self.tc, self.network
+        for group in net.opt.param_groups:
+            group["lr"] = lr
+        x = x.to(self.device, non_blocking=True)
+        if tc.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        target = target.to(self.device, non_blocking=True)
+        # Dropout masks of step k depend on (seed, rank, k) only: exact resume.
+        torch.manual_seed(hash((tc.seed, self.ctx.rank, self.step)) & 0x7FFF_FFFF_FFFF)
+        with net.autocast:
+            logits = self.model(x)
+        loss = soft_cross_entropy(logits, target)
+        net.opt.zero_grad(set_to_none=True)
+        net.scaler.scale(loss).backward()
+        net.scaler.step(net.opt)
+        net.scaler.update()
+        loss_value = float(loss.item())
+        if not math.isfinite(loss_value):
+            raise ZFocusError(
+                f"{tc.out}: training diverged (loss {loss_value}) at step {self.step + 1}; "
+                f"lower the learning rate (now {tc.lr:g})"
+            )
+        self.step += 1
+        return loss_value
+
+    def count_images(self, step_s: float) -> None:
+        """Update :attr:`images_per_s` with a step that took ``step_s`` seconds."""
+        rate = self.tc.batch * self.ctx.world_size / max(step_s, 1e-9)
+        ips = self.images_per_s
+        self.images_per_s = rate if ips is None else 0.9 * ips + 0.1 * rate
+
+    # -- validation and files ---------------------------------------------------------
+
+    @property
+    def validates(self) -> bool:
+        """Whether this process validates (rank 0, with validation images)."""
+        return self.ctx.is_main and len(self.data.val_z) > 0
+
+    def validate(self) -> dict[str, float]:
+        """Score the validation images; the result becomes :attr:`last_metrics`."""
+        logits = predict_logits(ddp.unwrap(self.model), self.data.val_x, self.device,
+                                channels_last=self.tc.channels_last)
+        self.last_metrics = validation_metrics(logits, self.data.val_z, self.mc)
+        self.validated_at = self.step
+        return self.last_metrics
+
+    def write_files(self, final: bool) -> tuple[str | None, str | None]:
+        """Write the checkpoint, and (``final``) the model file; rank 0 only.
+
+        Returns the paths written (checkpoint, model), None for what was not.
+        """
+        if not self.ctx.is_main:
+            return None, None
+        out = Path(self.tc.out)
+        ckpt_file = checkpoint_path(out)
+        save_checkpoint(ckpt_file, self._checkpoint_state())
+        if not final:
+            return str(ckpt_file), None
+        from napari_zfocus.model.io import save_model
+
+        save_model(out, ddp.unwrap(self.model), self.mc, metadata=self._model_metadata())
+        return str(ckpt_file), str(out)
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        net = self.network
+        return {
+            "model": ddp.unwrap(self.model).state_dict(),
+            "optimizer": net.opt.state_dict(),
+            "scaler": net.scaler.state_dict() if net.scaler.is_enabled() else {},
+            "step": self.step,
+            "elapsed_s": self.elapsed(),
+            "schedule_t0_s": self.budget.schedule_t0,
+            "model_config": self.mc,
+            "train_config": self.tc.to_dict(),
+            "metrics": self.last_metrics,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def _model_metadata(self) -> dict[str, Any]:
+        tc, ctx = self.tc, self.ctx
+        return {
+            "training": {
+                "steps": self.step,
+                "elapsed_s": round(self.elapsed(), 1),
+                "images_seen": self.step * tc.batch * ctx.world_size,
+                "world_size": ctx.world_size,
+                "device": self.device.type,
+                "dataset": str(getattr(self.dataset, "root", "")),
+                "train_stacks": len(self.data.train_ann),
+                "val_stacks": [str(a.stack) for a in self.data.val_ann],
+                "train_config": tc.to_dict(),
+                "validation": self.last_metrics,
+                "cancelled": self.cancel.cancelled,
+            }
+        }

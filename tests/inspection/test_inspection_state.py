@@ -1,0 +1,128 @@
+"""The inspection dock's state without Qt: signals, coalesced predictions, cancel, checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from napari_zfocus.errors import ZFocusError
+from napari_zfocus.inspection.inspection_state import (
+    InspectionState,
+    MapGeometry,
+    evaluation_summary,
+)
+from napari_zfocus.inspection.jobs import LoadedModel
+
+
+def _model(path: str = "m.zfm") -> LoadedModel:
+    predictor = SimpleNamespace(config=SimpleNamespace(pixel_size_um=0.24))
+    return LoadedModel(Path(path), predictor, "summary")
+
+
+def _ready(layer: str = "img") -> InspectionState:
+    state = InspectionState()
+    state.begin_loading("m.zfm")
+    state.model_loaded(_model())
+    state.set_layer(layer, None)
+    return state
+
+
+def test_newest_model_load_wins_and_a_failure_keeps_the_old_model():
+    state = InspectionState()
+    loaded: list[LoadedModel] = []
+    state.model_changed.connect(loaded.append)
+    with pytest.raises(ZFocusError, match="model file path"):
+        state.begin_loading("  ")
+    state.begin_loading("a.zfm")
+    state.begin_loading("b.zfm")  # the user picked another file meanwhile
+    assert not state.model_loaded(_model("a.zfm"))  # late answer of the first load: dropped
+    assert state.model_loaded(_model("b.zfm"))
+    assert [m.path.name for m in loaded] == ["b.zfm"] and state.loading is None
+    state.begin_loading("c.zfm")
+    state.loading_failed(Path("c.zfm"))
+    assert state.model.path.name == "b.zfm" and state.loading is None
+
+
+def test_controls_follow_model_layer_and_jobs():
+    state = InspectionState()
+    seen: list[int] = []
+    state.jobs_changed.connect(lambda: seen.append(1))
+    c = state.controls()
+    assert not (c.predict or c.focus_map or c.evaluate or c.export)
+    state.begin_loading("m.zfm")
+    state.model_loaded(_model())
+    assert state.controls().evaluate and not state.controls().predict  # no layer yet
+    state.set_layer("img", 0.5)
+    assert state.controls().predict and state.controls().focus_map
+    assert seen  # every change told the view
+
+
+def test_predictions_asked_while_one_runs_are_coalesced_into_one():
+    state = _ready()
+    got: list[object] = []
+    state.prediction_changed.connect(got.append)
+    assert state.request_prediction()
+    state.prediction_started()
+    assert not state.controls().predict
+    for _ in range(5):  # a slider dragged over five slices meanwhile
+        assert not state.request_prediction()
+    state.set_prediction("p1")
+    assert state.prediction_finished() is True  # exactly one more run
+    assert state.request_prediction()
+    state.prediction_started()
+    assert state.prediction_finished() is False
+    assert got == ["p1"] and state.last_prediction == "p1"
+
+
+def test_focus_map_runs_once_and_cancels():
+    state = _ready()
+    maps: list[tuple] = []
+    state.focus_map_changed.connect(lambda m, g: maps.append((m, g)))
+    cancel = state.start_focus_map()
+    assert cancel is not None and state.start_focus_map() is None  # one at a time
+    assert state.controls().cancel_focus_map and not state.controls().focus_map
+    state.cancel_focus_map()
+    assert cancel.is_set()
+    state.focus_map_finished()
+    assert state.map_cancel is None and state.controls().focus_map
+    geometry = MapGeometry("img", (0.24, 0.24), (0.0, 0.0))
+    state.set_focus_map("map", geometry)
+    assert maps == [("map", geometry)] and state.focus_map == "map"
+
+
+def test_evaluation_checks_runs_once_and_close_cancels_everything(tmp_path):
+    state = InspectionState()
+    with pytest.raises(ZFocusError, match="Load a model"):
+        state.start_evaluation(str(tmp_path))
+    state = _ready()
+    with pytest.raises(ZFocusError, match="dataset folder"):
+        state.start_evaluation("  ")
+    with pytest.raises(ZFocusError, match="nowhere: no such folder"):
+        state.start_evaluation(str(tmp_path / "nowhere"))
+    folder, cancel = state.start_evaluation(f" {tmp_path} ")
+    assert folder == str(tmp_path) and state.start_evaluation(str(tmp_path)) is None
+    assert not state.controls().evaluate and state.controls().cancel_evaluation
+    map_cancel = state.start_focus_map()
+    state.close()
+    assert cancel.is_set() and map_cancel.is_set()
+    state.evaluation_finished()
+    with pytest.raises(ZFocusError, match="Nothing to export"):
+        state.check_export()
+    result = SimpleNamespace(metrics={"n_images": 14, "within_1um": 0.5}, cancelled=True)
+    state.set_evaluation(result)
+    state.check_export()
+    assert state.controls().export
+    assert evaluation_summary(result) == "14 images (cancelled: partial result); 50% within +/-1 um"
+
+
+def test_unknown_pixel_size_assumes_the_models_and_warns_once_per_layer():
+    state = _ready("a")
+    assert state.pixel_size_for_prediction()[0] == 0.24
+    assert state.pixel_size_for_prediction() == (0.24, None)  # warned already
+    state.set_layer("b", None)
+    px, warning = state.pixel_size_for_prediction()
+    assert warning is not None and warning.startswith("b: pixel size unknown")
+    state.set_pixel_size(0.5)
+    assert state.pixel_size_for_prediction() == (0.5, None)
