@@ -1,6 +1,7 @@
 """Write and tamper with model files the way an old version or a hostile user would.
 
-Shared by tests/model/test_io.py and tests/reliability/test_bad_model_files.py.
+Shared by tests/model/test_io.py, tests/reliability/_bad_models.py and the hostile model
+file tests in tests/reliability.
 """
 
 from __future__ import annotations

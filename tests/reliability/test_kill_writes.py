@@ -85,6 +85,18 @@ def _write_checkpoint(path: Path, version: int, net=None) -> None:
                            "padding": torch.full((500_000,), float(version))})
 
 
+def _run_and_kill(loop, target: str, wanted: int, rng: random.Random):
+    """Fork a writer running ``loop(target, done)``, kill it somewhere; return ``done``."""
+    done = FORK.Value("i", 0)
+    proc = FORK.Process(target=loop, args=(target, done))
+    proc.start()
+    try:
+        _kill_somewhere(proc, done, wanted, rng)
+    finally:
+        _kill(proc)
+    return done
+
+
 def _kill_somewhere(proc, done, wanted: int, rng: random.Random) -> None:
     """Wait for ``wanted`` completed cycles, then kill at a random point of a later one.
 
@@ -171,13 +183,7 @@ def test_killed_training_writer_leaves_loadable_model_and_checkpoint(tmp_path):
     ckpt = tmp_path / "m.zfm.ckpt"
     rng = random.Random(0)
     for _ in range(3):
-        done = FORK.Value("i", 0)
-        proc = FORK.Process(target=_model_loop, args=(str(out), done))
-        proc.start()
-        try:
-            _kill_somewhere(proc, done, rng.randint(1, 3), rng)
-        finally:
-            _kill(proc)
+        done = _run_and_kill(_model_loop, str(out), rng.randint(1, 3), rng)
         _check_model(out, range(1, done.value + 2))
         _check_checkpoint(ckpt, range(1, done.value + 2))
     _write_model(out, 100)
@@ -206,13 +212,7 @@ def test_killed_annotation_writer_leaves_a_complete_annotations_csv(tmp_path):
     csv_path = folder / "annotations.csv"
     rng = random.Random(1)
     for _ in range(4):
-        done = FORK.Value("i", 0)
-        proc = FORK.Process(target=_annotation_loop, args=(str(folder), done))
-        proc.start()
-        try:
-            _kill_somewhere(proc, done, rng.randint(1, 20), rng)
-        finally:
-            _kill(proc)
+        _run_and_kill(_annotation_loop, str(folder), rng.randint(1, 20), rng)
         rows = read_dataset(folder, check_stacks=False).annotations
         n = len(rows)
         assert 201 <= n < 500
