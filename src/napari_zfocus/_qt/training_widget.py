@@ -12,6 +12,8 @@ then writes a checkpoint and a usable model file in its own thread: nothing here
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +34,9 @@ from napari_zfocus._qt._training_form import TrainingForm
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.training.run_state import RunState, TrainingRun, format_metrics
+
+#: Seconds between moves of napari's progress bar (each move processes Qt events).
+BAR_INTERVAL_S = 0.1
 
 if TYPE_CHECKING:
     import napari
@@ -66,6 +71,8 @@ class TrainingWidget(TrainingForm, ZFocusDock):
         self.cancel_token: CancelToken | None = None
         self.progress_bar: progress | None = None
         self._progress_in_steps = False
+        self._in_bar_update = False
+        self._bar_updated_at = -math.inf
         self._build_ui()
         self._connect_run()
         self._on_model_path_changed()
@@ -247,10 +254,20 @@ class TrainingWidget(TrainingForm, ZFocusDock):
     def _on_event(self, event: TrainEvent) -> None:
         self.run.apply(event)
         bar = self.progress_bar
-        if bar is not None:
-            target = event.step if self._progress_in_steps else int(event.progress * 1000)
-            if target > bar.n:
+        # napari's progress bar runs QApplication.processEvents() on every update, which
+        # delivers the next queued training events INSIDE this slot: with a fast worker and a
+        # busy GUI that nested without bound (RecursionError under a CPU hog). So: never
+        # re-enter, and move the bar at most 10 times a second.
+        now = time.monotonic()
+        if bar is None or self._in_bar_update or now - self._bar_updated_at < BAR_INTERVAL_S:
+            return
+        target = event.step if self._progress_in_steps else int(event.progress * 1000)
+        if target > bar.n:
+            self._in_bar_update, self._bar_updated_at = True, now
+            try:
                 bar.update(target - bar.n)
+            finally:
+                self._in_bar_update = False
 
     def _on_errored(self, exc: BaseException) -> None:
         self.run.errored(str(exc))
