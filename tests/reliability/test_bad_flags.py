@@ -298,3 +298,16 @@ def test_demo_without_a_display_is_refused_not_aborted_by_qt(
     # An off-screen Qt platform needs no display: the GUI may start.
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     check_gui_possible(build_parser().parse_args(["demo"]))
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["live", "--simulate", "--frames", "10"], "--frames"),
+        (["live", "--simulate", "--model", "m.zfm", "--oracle-noise", "0.1"], "--oracle-noise"),
+        (["eval", "m.zfm", "ds", "--baseline-fit", "ds"], "--baseline-fit"),
+    ],
+    ids=["live-frames-with-simulate", "live-model-and-oracle", "eval-fit-without-baselines"],
+)
+def test_a_flag_that_would_be_ignored_is_refused(argv: list[str], named: str) -> None:
+    assert_refused(run_cli(*argv), named)

@@ -138,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
     from napari_zfocus.inspection.metrics_table import text_table
     from napari_zfocus.model.inference import Predictor
 
+    if args.baseline_fit is not None and not args.baselines:
+        raise ZFocusError("--baseline-fit fits the focus-score baselines: add --baselines")
     if args.plots is not None:  # before the evaluation, not after it
         check_plots_folder(args.plots, [args.dataset, args.baseline_fit])
     dataset = load_dataset(args.dataset)

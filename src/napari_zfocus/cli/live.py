@@ -277,5 +277,10 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         check_csv(args.csv)  # before hours of session, not after
     if args.simulate:
+        # A flag that would be ignored is refused: the user meant something by it.
+        if args.frames is not None:
+            raise ZFocusError("--frames applies to --mm-config; a simulation runs for --hours")
+        if args.model is not None and args.oracle_noise is not None:
+            raise ZFocusError("--oracle-noise replaces the model: give --model or --oracle-noise")
         return run_simulation(args)
     return run_hardware(args)
