@@ -12,12 +12,13 @@ Imports nothing heavy: parsing ``zfocus simulate`` must not import torch.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
 from typing import Any
 
 from napari_zfocus.bounds import MAX_SEED, PIXEL_SIZE_UM, Z_STEP_UM, check_length_um
 from napari_zfocus.errors import ZFocusError
+from napari_zfocus.model.device import device_name
+from napari_zfocus.training.train_config import TRAIN_MAX_BATCH, TRAIN_MAX_LR
 from napari_zfocus.validation import arg_type, check_interval, check_number
 
 # --- bounds ------------------------------------------------------------------------------
@@ -25,15 +26,14 @@ from napari_zfocus.validation import arg_type, check_interval, check_number
 #: CPU threads: at least one; 256 is more cores than any workstation has, so a larger
 #: number is a typo (and torch would spawn that many threads).
 MAX_THREADS = 256
-#: Images per optimiser step: beyond 4096 a 50 px float batch no longer fits in memory on
-#: a workstation and the paper's learning rates no longer apply.
-MAX_BATCH = 4096
+#: Images per optimiser step: the training configuration's own bound.
+MAX_BATCH = TRAIN_MAX_BATCH
 #: Optimiser steps, validation and checkpoint intervals: 10^8 steps is years on a GPU.
 MAX_STEPS = 10**8
 #: Training budget: one week; a longer run is a unit mistake (hours given as minutes).
 MAX_TRAIN_MINUTES = 7 * 24 * 60.0
-#: Adam's learning rate: above 1 every network diverges at once.
-MAX_LR = 1.0
+#: Adam's learning rate: the training configuration's own bound.
+MAX_LR = TRAIN_MAX_LR
 #: Width of the soft labels and z-bin size, um: the same physical range as a z-step.
 LABEL_SIGMA_UM = (0.0, Z_STEP_UM[1])
 BIN_UM = Z_STEP_UM
@@ -86,9 +86,6 @@ SIM_SOURCE_POINTS = (1, 1024)
 #: condenser; the simulator also keeps it below its objective's NA.
 SIM_CONDENSER_NA = (0.01, 1.5)
 
-#: Torch devices accepted on the command line: the format only, so parsing needs no torch;
-#: :func:`napari_zfocus.model.device.resolve_device` checks the machine has it, later.
-DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d{1,4})?", re.IGNORECASE)
 
 # --- flag types --------------------------------------------------------------------------
 
@@ -142,15 +139,14 @@ PIXEL_SIZE = length_um(PIXEL_SIZE_UM)
 Z_STEP = length_um(Z_STEP_UM)
 
 
-def _check_device(value: Any, name: str) -> str:
-    text = str(value).strip()
-    if not DEVICE_PATTERN.fullmatch(text):
-        raise ZFocusError(f"{name} must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
-    return text
+def _device_as_given(value: str, name: str) -> str:
+    device_name(value, name)  # the one check of the form; the flag keeps the user's text
+    return value.strip()
 
 
-#: A ``--device`` flag (``auto``: CUDA when present).
-DEVICE = arg_type(_check_device)
+#: A ``--device`` flag (``auto``: CUDA when present). The format only, so parsing needs no
+#: torch; :func:`napari_zfocus.model.device.resolve_device` checks the machine has it, later.
+DEVICE = arg_type(_device_as_given)
 
 
 def per_stack_range(lo: float, hi: float) -> Callable[[str], float | tuple[float, float]]:

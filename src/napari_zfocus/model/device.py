@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from napari_zfocus.errors import ZFocusError
+
+if TYPE_CHECKING:
+    import torch
 
 #: What the user may write, for the messages.
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
@@ -22,19 +23,40 @@ DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 # At most 4 index digits: no machine has 10 000 GPUs, and a longer number is a typo.
 _DEVICE_RE = re.compile(r"(auto|cpu|mps|cuda)(?::(\d{1,4}))?")
 
-__all__ = ["DEVICE_CHOICES", "available_cores", "check_device", "resolve_device"]
+__all__ = ["DEVICE_CHOICES", "available_cores", "check_device", "device_name", "resolve_device"]
 
 
 def _mps_available() -> bool:
+    import torch
+
     mps = getattr(torch.backends, "mps", None)
     return bool(mps is not None and mps.is_available())
+
+
+def device_name(text: Any, name: str = "device") -> str:
+    """Check the FORM of a device name and return it normalised; needs no torch.
+
+    The command line parses ``--device`` with this (``zfocus simulate`` must not import
+    torch); :func:`check_device` adds whether this machine has the device.
+
+    Raises
+    ------
+    ZFocusError
+        Not one of :data:`DEVICE_CHOICES`.
+    """
+    if text is None:
+        return "auto"
+    spec = text.strip().lower() if isinstance(text, str) else None
+    match = _DEVICE_RE.fullmatch(spec) if spec is not None else None
+    if match is None or (match[2] is not None and match[1] != "cuda"):
+        raise ZFocusError(f"{name} must be {DEVICE_CHOICES}, got {text!r}")
+    return f"{match[1]}:{int(match[2])}" if match[2] is not None else match[1]
 
 
 def check_device(text: Any, name: str = "device") -> str:
     """Validate a device name and return it normalised (``"auto"``, ``"cuda:1"``...).
 
-    Returns a string, so it can be an ``argparse`` ``type=`` (through
-    :func:`napari_zfocus.validation.arg_type`) and be stored in JSON settings.
+    Returns a string, so it can be stored in JSON settings.
 
     Parameters
     ----------
@@ -49,15 +71,12 @@ def check_device(text: Any, name: str = "device") -> str:
     ZFocusError
         Unknown name, or a GPU that this machine does not have.
     """
-    if text is None:
-        return "auto"
+    import torch
+
     if isinstance(text, torch.device):
         text = str(text)
-    spec = text.strip().lower() if isinstance(text, str) else None
-    match = _DEVICE_RE.fullmatch(spec) if spec is not None else None
-    if match is None or (match[2] is not None and match[1] != "cuda"):
-        raise ZFocusError(f"{name} must be {DEVICE_CHOICES}, got {text!r}")
-    kind, index = match[1], match[2]
+    spec = device_name(text, name)
+    kind, _, index = spec.partition(":")
     if kind == "mps" and not _mps_available():
         raise ZFocusError(f"{name} {text!r}: no Apple GPU (MPS) on this machine; use cpu or auto")
     if kind == "cuda":
@@ -66,13 +85,12 @@ def check_device(text: Any, name: str = "device") -> str:
                 f"{name} {text!r}: CUDA is not available on this machine; use cpu or auto"
             )
         count = torch.cuda.device_count()
-        if index is not None and int(index) >= count:
+        if index and int(index) >= count:
             raise ZFocusError(
                 f"{name} {text!r}: this machine has {count} CUDA device(s), "
                 f"cuda:0..cuda:{count - 1}"
             )
-        return f"cuda:{int(index)}" if index is not None else "cuda"
-    return kind
+    return spec
 
 
 def resolve_device(text: Any, name: str = "device") -> torch.device:
@@ -86,6 +104,8 @@ def resolve_device(text: Any, name: str = "device") -> torch.device:
     ZFocusError
         As :func:`check_device`.
     """
+    import torch
+
     spec = check_device(text, name)
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from napari_zfocus.bounds import MAX_SEED
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.validation import check_choice, check_number
 
@@ -49,8 +50,8 @@ TRAIN_MAX_MINUTES = 60 * 24 * 366
 TRAIN_MAX_LABEL_SIGMA_UM = 1000.0
 #: Validation images kept in memory.
 TRAIN_MAX_VAL_IMAGES = 1_000_000
-#: Seeds: numpy's generators and torch.manual_seed take any 32-bit unsigned integer.
-TRAIN_MAX_SEED = 2**32 - 1
+#: Seeds: the one bound every seed of the project keeps (``bounds.MAX_SEED``).
+TRAIN_MAX_SEED = MAX_SEED
 #: CPU threads.
 TRAIN_MAX_THREADS = 1024
 
