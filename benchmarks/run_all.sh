@@ -60,6 +60,12 @@ for seed in 0 1; do
     --csv "$out/live24h_seed$seed.csv" | tail -n 1 > "$out/live24h_seed$seed.json"
 done
 
+log "autofocus inside a 24 h, 4-position MDA: one CNN frame vs a z-scan vs none (same plate)"
+$py benchmarks/bench_acquire.py 2>&1 | tee "$out/acquire24h.txt"
+
+log "the scan baseline alone: contrast dip vs sharpness, 30 starts within +/-8 um"
+$py benchmarks/bench_scan_focus.py --n 30 --seed 3000 2>&1 | tee "$out/scan_focus.txt"
+
 log "live loop with the GUI running (Xvfb), 3 runs"
 for run in 1 2 3; do
   xvfb-run -a -s "-screen 0 1600x1000x24" $py benchmarks/bench_live_gui.py --seconds 20 \

@@ -17,7 +17,9 @@ def test_manifest_found_and_valid():
     assert manifest.name == "napari-zfocus"
     keys = {s.key for s in manifest.contributions.sample_data}
     assert {"yeast_stack", "annotated_set"} <= keys
-    assert len(manifest.contributions.widgets) == 4
+    widgets = {w.display_name for w in manifest.contributions.widgets}
+    assert "Autofocus during acquisition" in widgets
+    assert len(widgets) == 5
 
 
 def test_every_python_name_imports():

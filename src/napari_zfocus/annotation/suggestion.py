@@ -187,7 +187,7 @@ def suggest_focus(
     _check_contrast(name, profile)
     profiles = {"contrast": profile, **dict(zip(scores, columns[1:], strict=True))}
     window = max(1, round(window_um / z_step))
-    index, confidence, peaks, method = _deepest_dip(profile, window)
+    index, confidence, peaks, method = deepest_dip(profile, window)
     return FocusSuggestion(
         focus_index=index,
         confidence=confidence,
@@ -214,25 +214,45 @@ def _slices_of(stack: ZStack | np.ndarray) -> tuple[str, int, Iterator[np.ndarra
     return "<array>", len(images), (image.astype(np.float32, copy=False) for image in images)
 
 
-def _check_contrast(name: str, profile: np.ndarray) -> None:
-    """Refuse a stack without contrast: any slice picked from it would be arbitrary."""
+def contrast_problem(profile: np.ndarray) -> str | None:
+    """Why a contrast profile has no focus to find (blank or identical slices), or None.
+
+    Shared by :func:`suggest_focus` (stacks) and the scan autofocus of
+    :mod:`napari_zfocus.acquisition.scan_focus` (frames taken at several z).
+    """
     top = float(np.max(profile))
     if not top > MIN_CONTRAST:
-        raise StackError(
-            describe(name, "no contrast: every slice is blank or constant (or not positive), "
-                     "so there is no focus to find")
-        )
+        return ("no contrast: every slice is blank or constant (or not positive), "
+                "so there is no focus to find")
     if float(np.ptp(profile)) <= MIN_RELATIVE_CONTRAST_CHANGE * top:
-        raise StackError(
-            describe(name, "no contrast change along z: every slice looks the same, "
-                     "so there is no focus to find")
-        )
+        return ("no contrast change along z: every slice looks the same, "
+                "so there is no focus to find")
+    return None
 
 
-def _deepest_dip(
-    profile: np.ndarray, window: int
+def _check_contrast(name: str, profile: np.ndarray) -> None:
+    """Refuse a stack without contrast: any slice picked from it would be arbitrary."""
+    problem = contrast_problem(profile)
+    if problem is not None:
+        raise StackError(describe(name, problem))
+
+
+def deepest_dip(
+    profile: np.ndarray, window: int, *, peak_tolerance: float | None = None
 ) -> tuple[int, float, tuple[int | None, int | None], str]:
-    """Index, confidence, bounding peaks and method of the deepest bounded valley."""
+    """Index, confidence, bounding peaks and method of the deepest bounded valley.
+
+    Steps 2 and 3 of the module's method, on any contrast profile (one value per z,
+    ascending z): ``window`` is how many samples from a candidate its bounding peaks may
+    lie. ``method`` is ``"contrast-dip"`` when a valley has a peak on both sides, else
+    ``"edge-minimum"`` (confidence 0, one peak ``None``).
+
+    ``peak_tolerance`` (relative, e.g. 0.03) keeps only valleys whose bounding peaks are
+    local maxima: no neighbour more than this fraction above them (an end sample has one
+    neighbour; the tolerance lets a noisy plateau count). Coarse profiles (a z-scan every
+    2 um) need it: the narrow in-focus dip falls between samples there, and any point of a
+    long convex flank lies below the line to a far peak, which would outrank it.
+    """
     values = np.asarray(profile, dtype=float)
     n = len(values)
     best: tuple[float, int, int, int] | None = None  # rank, index, left peak, right peak
@@ -243,6 +263,10 @@ def _deepest_dip(
         rp = right.start + int(np.argmax(values[right]))
         if min(values[lp], values[rp]) <= values[i]:
             continue  # not a valley
+        if peak_tolerance is not None and not (
+            _is_peak(values, lp, peak_tolerance) and _is_peak(values, rp, peak_tolerance)
+        ):
+            continue  # a rim on a flank, not a contrast peak
         # Rank by the depth below the line joining the two peaks, not below the lower
         # peak: out-of-focus layers (cells on the chamber ceiling) tilt the valley,
         # and the lower rim would pull the pick towards the lower side.
@@ -263,3 +287,9 @@ def _deepest_dip(
     offset = 0 if peak > (n - 1 - peak) else peak + 1
     index = offset + int(np.argmin(side)) if len(side) else peak
     return index, 0.0, (peak, None) if index > peak else (None, peak), "edge-minimum"
+
+
+def _is_peak(values: np.ndarray, index: int, tolerance: float) -> bool:
+    """Whether no neighbour of ``values[index]`` is more than ``tolerance`` (relative) above."""
+    neighbours = values[max(0, index - 1) : index + 2]
+    return bool(values[index] >= neighbours.max() * (1.0 - tolerance))

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "predict": "napari_zfocus.cli.predict",
     "bench": "napari_zfocus.cli.bench",
     "live": "napari_zfocus.cli.live",
+    "acquire": "napari_zfocus.cli.acquire",
     "demo": "napari_zfocus.cli.demo",
 }
 

@@ -11,11 +11,15 @@ temperature swung by 3 C. The model here is the sum of
 * rare sudden jumps of 0.5-2 um (the sample or the stage settling), a Poisson process.
 
 Positive values move the sample UP (away from the objective).
+
+Anything with ``sample_z_um(t)`` is a :class:`Drift`; :class:`SumDrift` adds drifts (a
+drift shared by every position of a plate plus each position's own wander).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -144,4 +148,34 @@ class ThermalDrift:
             + self.wander_um(t_s)
             + self.jumps_um(t_s)
         )
+        return float(z) if np.ndim(z) == 0 else z
+
+
+class Drift(Protocol):
+    """A sample z position over time (what the simulated microscope needs of a drift)."""
+
+    def sample_z_um(self, t_s: np.ndarray | float) -> np.ndarray | float:
+        """Sample position at time ``t_s`` relative to t = 0, um (float for a scalar time)."""
+        ...
+
+
+class SumDrift:
+    """The sum of several drifts, e.g. a shared thermal drift plus one position's own wander.
+
+    Parameters
+    ----------
+    drifts
+        The drifts to add (at least one).
+    """
+
+    def __init__(self, *drifts: Drift) -> None:
+        if not drifts:
+            raise ZFocusError("SumDrift needs at least one drift")
+        self.drifts = drifts
+
+    def sample_z_um(self, t_s: np.ndarray | float) -> np.ndarray | float:
+        """Sum of the drifts at ``t_s``, um (float for a scalar time)."""
+        z = np.zeros(np.shape(t_s))
+        for drift in self.drifts:
+            z = z + np.asarray(drift.sample_z_um(t_s), np.float64)
         return float(z) if np.ndim(z) == 0 else z

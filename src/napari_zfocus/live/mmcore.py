@@ -327,6 +327,24 @@ def _core_class() -> type:
     return SimulatedUniMMCore
 
 
+def new_simulated_core() -> Any:
+    """An empty ``UniMMCore`` that routes Core/Focus and Core/Camera to Python devices.
+
+    Made with ``mm_path`` set to an existing folder, so it logs no error about missing
+    Micro-Manager adapters. Load Python devices into it with ``loadPyDevice``.
+    """
+    return _device_classes()[2](mm_path=tempfile.gettempdir())
+
+
+def simulated_focus_stage_class() -> type:
+    """The focus stage class of the simulated core, ``cls(limits, settle_s)``.
+
+    It refuses targets outside ``limits`` (or NaN) with ``ValueError`` and emits
+    ``stagePositionChanged`` on every move.
+    """
+    return _device_classes()[0]
+
+
 def make_simulated_mmcore(
     simulated: Any | None = None,
     *,
@@ -359,13 +377,12 @@ def make_simulated_mmcore(
         size calibrated, auto-shutter off. Tear down with ``core.unloadAllDevices()`` and
         then drop every reference to the core.
     """
-    stage_cls, camera_cls, core_cls = _device_classes()
+    stage_cls, camera_cls, _ = _device_classes()
     if simulated is None:
         from napari_zfocus.live.simulated_microscope import ScaledClock, SimulatedMicroscope
 
         simulated = SimulatedMicroscope(clock=ScaledClock(1.0), seed=seed)
-    # Any existing folder stops UniMMCore from logging an error about missing adapters.
-    core = core_cls(mm_path=tempfile.gettempdir())
+    core = new_simulated_core()
     stage = stage_cls(z_limits_um, settle_s)
     camera = camera_cls(simulated, stage, exposure_ms)
     core.loadPyDevice(STAGE_LABEL, stage)

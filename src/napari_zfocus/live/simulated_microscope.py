@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from napari_zfocus.errors import ZFocusError
-from napari_zfocus.live.drift import DriftSettings, ThermalDrift
+from napari_zfocus.live.drift import Drift, DriftSettings, ThermalDrift
 from napari_zfocus.live.microscope import Frame, StageError, check_z_target
 from napari_zfocus.live.scenes import SceneRenderer
 
@@ -125,7 +125,8 @@ class SimulatedMicroscope:
     settings
         Frame, stage and cache settings.
     drift
-        Sample drift model; default :class:`ThermalDrift` with the paper's 40 um / 24 h.
+        Sample drift model (any :class:`~napari_zfocus.live.drift.Drift`); default
+        :class:`ThermalDrift` with the paper's 40 um / 24 h.
     renderer
         Source of intensity planes; default :class:`~napari_zfocus.live.scenes.SimulatorRenderer`
         (the project's bright-field simulator).
@@ -139,7 +140,7 @@ class SimulatedMicroscope:
         self,
         settings: SimulatedMicroscopeSettings | None = None,
         *,
-        drift: ThermalDrift | None = None,
+        drift: Drift | None = None,
         renderer: SceneRenderer | None = None,
         clock: Clock | None = None,
         seed: int = 0,
@@ -150,7 +151,7 @@ class SimulatedMicroscope:
         self.pixel_size_um = float(s.pixel_size_um)
         self.z_limits_um = (float(s.z_limits_um[0]), float(s.z_limits_um[1]))
         self.clock: Clock = clock or SimClock()
-        self.drift = drift or ThermalDrift(DriftSettings(), seed=seed)
+        self.drift: Drift = drift or ThermalDrift(DriftSettings(), seed=seed)
         if renderer is None:
             from napari_zfocus.live.scenes import SimulatorRenderer
 
@@ -178,6 +179,12 @@ class SimulatedMicroscope:
         """Stage position at which the sample is in focus at time ``t_s`` (default now)."""
         t = self.clock.now() if t_s is None else t_s
         return self.settings.start_z_um + float(self.drift.sample_z_um(t))
+
+    @property
+    def scene_time_s(self) -> float:
+        """Simulated time of the scene the frames show now (it moves on every
+        ``rerender_every_s``, at the next frame)."""
+        return self._epoch_s
 
     def true_defocus_um(self, t_s: float | None = None) -> float:
         """Sample z minus focal plane z now (positive: sample above the focal plane)."""
@@ -237,15 +244,18 @@ class SimulatedMicroscope:
             return planes[nearest[i]], planes[nearest[i + 1]], w
         return planes[i], planes[i + 1], w
 
-    def image_at(self, defocus_um: float) -> np.ndarray:
-        """Noisy uint16 camera frame at ``defocus_um`` of the current scene.
+    def intensity_at(self, defocus_um: float) -> np.ndarray:
+        """Noise-free float32 intensity (Y, X) at ``defocus_um`` of the current scene.
 
         Defocus beyond the plane range shows the outermost plane (far out of focus,
         where the image barely changes any more).
         """
         a, b, w = self._plane_pair(defocus_um)
-        intensity = a * (np.float32(1) - w) + b * w
-        return self.renderer.camera(intensity, self._rng)
+        return a * (np.float32(1) - w) + b * w
+
+    def image_at(self, defocus_um: float) -> np.ndarray:
+        """Noisy uint16 camera frame at ``defocus_um`` of the current scene."""
+        return self.renderer.camera(self.intensity_at(defocus_um), self._rng)
 
     # -- Microscope protocol -----------------------------------------------------
 
