@@ -17,30 +17,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _screenshot import open_dock, run_for, save_screenshot
 from screenshot_inspection import ROOT, wait
 
 OUT = ROOT / "docs" / "images" / "acquisition_dock.png"
 
 
-def run_for(seconds: float) -> None:
-    """Keep the Qt event loop running for ``seconds``."""
-    from qtpy.QtWidgets import QApplication
-
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.005)
-
-
 def main() -> None:
-    import napari
-
     from napari_zfocus._qt.acquisition_widget import AcquisitionAutofocusWidget
 
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1600, 1000)
-    widget = AcquisitionAutofocusWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Autofocus during acquisition", area="right")
+    viewer, widget = open_dock(AcquisitionAutofocusWidget, "Autofocus during acquisition")
     wait(lambda: widget.scope is not None and widget.predictor is not None, timeout_s=300)
     t0 = time.perf_counter()
     assert widget.run_demo()
@@ -48,9 +34,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     widget.view.repaint_now()
     run_for(0.5)
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else OUT
-    out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(out), canvas_only=False, flash=False)
+    out = save_screenshot(viewer, OUT)
     records = widget.view.records
     errors = [abs(r.true_error_um) for r in records]
     print(f"wrote {out}; demo: {widget._frames.frames} frames, {len(records)} refocuses, "

@@ -18,28 +18,16 @@ Run: xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/scripts/scree
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _screenshot import open_dock, run_for, save_screenshot
 from screenshot_inspection import ROOT, small_model, wait
 
 OUT = ROOT / "docs" / "images" / "live.png"
 
 
-def run_for(seconds: float) -> None:
-    """Keep the Qt event loop running for ``seconds``."""
-    from qtpy.QtWidgets import QApplication
-
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.005)
-
-
 def main() -> None:
-    import napari
-
     from napari_zfocus._qt.live_widget import LiveAutofocusWidget
     from napari_zfocus.live.microscope_factory import SIM_SPEED
     from napari_zfocus.live.scenes import SimulatorRenderer
@@ -55,10 +43,9 @@ def main() -> None:
         renderer=SimulatorRenderer((256, 256), 0.24, n_cells=250),
         clock=ScaledClock(SIM_SPEED),
     )
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1600, 1000)
-    widget = LiveAutofocusWidget(viewer, microscope=microscope, model_path=model)
-    viewer.window.add_dock_widget(widget, name="Live autofocus", area="right")
+    viewer, widget = open_dock(
+        lambda v: LiveAutofocusWidget(v, microscope=microscope, model_path=model), "Live autofocus"
+    )
 
     microscope.move_z_to(microscope.sample_z_um())  # the user focuses by hand first
     widget.start_live()
@@ -72,9 +59,7 @@ def main() -> None:
     widget.trace.repaint()
     widget.softmax.repaint()
     run_for(0.5)
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else OUT
-    out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(out), canvas_only=False, flash=False)
+    out = save_screenshot(viewer, OUT)
     stats = widget.last_stats
     print(f"wrote {out}; {stats.fps:.0f} frames/s processed" if stats else f"wrote {out}")
     widget.stop_live()

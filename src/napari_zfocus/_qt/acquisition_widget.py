@@ -33,6 +33,7 @@ from napari_zfocus._qt._acquisition_core import (
 )
 from napari_zfocus._qt._acquisition_frames import FrameCounter, FrameLayers
 from napari_zfocus._qt._dock import ZFocusDock
+from napari_zfocus._qt._model_slot import ModelSlot, ModelSlotOwner
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.live.headless import DEMO_MODEL, check_pixel_size_fits, load_predictor
 
@@ -47,13 +48,19 @@ __all__ = ["AcquisitionAutofocusWidget"]
 POLL_INTERVAL_MS = 100
 
 
-class AcquisitionAutofocusWidget(ZFocusDock):
+def _load_named(source: str | None, name: str) -> tuple[Any, str]:
+    """The model file ``source`` (None: the demo model), described by ``name`` (a worker job)."""
+    return load_predictor(source), name
+
+
+class AcquisitionAutofocusWidget(ModelSlotOwner, ZFocusDock):
     """Install the acquisition autofocus on a core and watch its refocuses.
 
     Parameters
     ----------
     viewer
-        The napari viewer (injected by npe2).
+        The napari viewer (injected by npe2); the simulated plate's frames appear in it as
+        layers.
     parent
         Qt parent.
     core
@@ -83,13 +90,10 @@ class AcquisitionAutofocusWidget(ZFocusDock):
         self.core: Any = None
         self.scope: Any = None  # the simulated plate this dock owns, if any
         self.autofocus: Any = None  # AcquisitionAutofocus, made on install
-        self.predictor: Any = None
         self.model_source = ""  # the model field's text last loaded ("": the demo model)
-        self.model_worker: Any = None
         self.demo_worker: Any = None
         self._pending: str | None = None  # "install" or "demo", waiting for the model
         self._demo_stop = threading.Event()
-        self._model_text = "no model loaded"
         self._records: deque[Any] = deque()  # FocusRecords, appended by the acquisition thread
         self._frames = FrameCounter()
         self.frame_layers: FrameLayers | None = None  # the own plate's frames, as layers
@@ -98,6 +102,10 @@ class AcquisitionAutofocusWidget(ZFocusDock):
 
         self.controls = AcquisitionControls(self)
         self.controls.build()
+        self.model_slot = ModelSlot(
+            self, self.model_label, changed=self._update_state, settled=self._on_model_settled,
+            failed=self._on_model_failed, pixel_size=True,
+        )
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.timeout.connect(self._poll)
@@ -171,35 +179,9 @@ class AcquisitionAutofocusWidget(ZFocusDock):
             return False
         self.model_source = str(path) if path else ""
         name = Path(path).name if path else "demo model"
-        self.model_label.setText(f"{name}: loading\u2026")
-        request = self.model_worker = self.start_worker(
-            load_predictor, self.model_source or None,
-            returned=lambda predictor: self._on_model_loaded(request, predictor, name),
-            errored=lambda exc: self._on_model_failed(request, name, exc),
-            finished=lambda: self._on_model_finished(request),
-        )
+        self.model_slot.load(_load_named, self.model_source or None, name, name=name, what=name)
         self._update_state()
         return True
-
-    def _on_model_loaded(self, request: Any, predictor: Any, name: str) -> None:
-        if request is self.model_worker:  # else a newer load (or set_predictor) replaced it
-            self._use_predictor(predictor, name)
-
-    def _on_model_failed(self, request: Any, name: str, exc: BaseException) -> None:
-        if request is not self.model_worker:
-            return
-        self.model_label.setText(self._model_text)
-        if isinstance(exc, ZFocusError):
-            show_error(str(exc))
-        else:
-            show_error(f"{name}: cannot load the model ({type(exc).__name__}: {exc})")
-
-    def _on_model_finished(self, request: Any) -> None:
-        if request is not self.model_worker:
-            return
-        self.model_worker = None
-        self._run_pending()
-        self._update_state()
 
     def set_predictor(self, predictor: Any, description: str = "") -> None:
         """Use ``predictor`` (with a ``predict(image, pixel_size_um)``) from the next install.
@@ -208,17 +190,14 @@ class AcquisitionAutofocusWidget(ZFocusDock):
         """
         if self.autofocus is not None and self.autofocus.installed:
             raise ZFocusError("autofocus: remove it before changing the model")
-        self.model_worker = None
-        self._use_predictor(predictor, description or type(predictor).__name__)
-        self._run_pending()
+        self.model_slot.set(predictor, description)
 
-    def _use_predictor(self, predictor: Any, description: str) -> None:
-        self.predictor = predictor
-        config = getattr(predictor, "config", None)
-        px = getattr(config, "pixel_size_um", None)
-        self._model_text = description + (f" ({px:g} um/px)" if px else "")
-        self.model_label.setText(self._model_text)
+    def _on_model_settled(self) -> None:
+        self._run_pending()
         self._update_state()
+
+    def _on_model_failed(self, message: str) -> None:
+        show_error(message)
 
     def _run_pending(self) -> None:
         pending, self._pending = self._pending, None

@@ -24,6 +24,7 @@ from qtpy.QtWidgets import QWidget
 from napari_zfocus._qt._dock import ZFocusDock
 from napari_zfocus._qt._live_controls import LiveControls
 from napari_zfocus._qt._live_display import LAYER_NAME
+from napari_zfocus._qt._model_slot import ModelSlot, ModelSlotOwner
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.live.autofocus import LiveAutofocus, load_predictor
 from napari_zfocus.live.display_pacer import DisplayPacer
@@ -45,7 +46,7 @@ __all__ = ["LAYER_NAME", "LiveAutofocusWidget"]
 POLL_INTERVAL_MS = 15
 
 
-class LiveAutofocusWidget(ZFocusDock):
+class LiveAutofocusWidget(ModelSlotOwner, ZFocusDock):
     """Live view with CNN focus estimate, focus lock and autofocus.
 
     Parameters
@@ -76,12 +77,9 @@ class LiveAutofocusWidget(ZFocusDock):
         super().__init__(viewer, parent)
         self.max_fps = max_fps
         self.microscope: Any = as_microscope(microscope) if microscope is not None else None
-        self.predictor: Any = None
         self.live: LiveAutofocus | None = None
         self.loop: LiveLoop | None = None
         self.worker: Any = None  # the live session's job: starting the microscope, or the loop
-        self.model_worker: Any = None
-        self._model_text = "no model loaded"
         self._start_pending = False  # Start pressed while the model loads
         self._messages: deque[tuple[str, str]] = deque()  # (kind, text) from the loop thread
         self._loops: list[LiveLoop] = []  # the latest loop, for teardown (not the widget)
@@ -91,6 +89,10 @@ class LiveAutofocusWidget(ZFocusDock):
 
         self.controls = LiveControls(self)
         self.controls.build()
+        self.model_slot = ModelSlot(
+            self, self.model_label, changed=self._on_model_changed,
+            settled=self._on_model_settled, failed=self._on_model_failed,
+        )
         self.pacer = DisplayPacer()
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_INTERVAL_MS)
@@ -113,11 +115,6 @@ class LiveAutofocusWidget(ZFocusDock):
     def is_live(self) -> bool:
         """True while the live loop runs (or is starting)."""
         return self.worker is not None or self._start_pending
-
-    @property
-    def model_loading(self) -> bool:
-        """True while a model file is being loaded in a worker."""
-        return self.model_worker is not None
 
     @property
     def stopping(self) -> bool:
@@ -151,37 +148,9 @@ class LiveAutofocusWidget(ZFocusDock):
             show_warning("Stop live view before changing the model.")
             return False
         path = Path(path)
-        self.model_label.setText(f"{path.name}: loading\u2026")
-        request = self.model_worker = self.start_worker(
-            load_predictor, path,
-            returned=lambda result: self._on_model_loaded(request, *result),
-            errored=lambda exc: self._on_model_failed(request, path, exc),
-            finished=lambda: self._on_model_finished(request),
-        )
+        self.model_slot.load(load_predictor, path, name=path.name, what=str(path))
         self._update_state()
         return True
-
-    def _on_model_loaded(self, request: Any, predictor: Any, description: str) -> None:
-        if request is self.model_worker:  # else a newer load (or set_predictor) replaced it
-            self._use_predictor(predictor, description)
-
-    def _on_model_failed(self, request: Any, path: Path, exc: BaseException) -> None:
-        if request is not self.model_worker:
-            return
-        self.model_label.setText(self._model_text)
-        if isinstance(exc, ZFocusError):
-            show_error(str(exc))
-        else:
-            show_error(f"{path}: cannot load the model ({type(exc).__name__}: {exc})")
-
-    def _on_model_finished(self, request: Any) -> None:
-        if request is not self.model_worker:
-            return  # a newer load is running
-        self.model_worker = None
-        pending, self._start_pending = self._start_pending, False
-        if pending and self.predictor is not None:
-            self.start_live()  # Start was pressed while the model loaded
-        self._update_state()
 
     def set_predictor(self, predictor: Any, description: str = "") -> None:
         """Use ``predictor`` (with a ``predict(image, pixel_size_um)``) from the next start.
@@ -190,18 +159,20 @@ class LiveAutofocusWidget(ZFocusDock):
         """
         if self.worker is not None:
             raise ZFocusError("stop live view before changing the model")
-        self.model_worker = None
-        self._use_predictor(predictor, description)
-        if self._start_pending:  # Start was pressed while the replaced model loaded
-            self._start_pending = False
-            self.start_live()
+        self.model_slot.set(predictor, description)
 
-    def _use_predictor(self, predictor: Any, description: str) -> None:
-        self.predictor = predictor
+    def _on_model_changed(self) -> None:
         self.live = None  # rebuilt with the new model on the next start
-        self._model_text = description or type(predictor).__name__
-        self.model_label.setText(self._model_text)
         self._update_state()
+
+    def _on_model_settled(self) -> None:
+        pending, self._start_pending = self._start_pending, False
+        if pending and self.predictor is not None:
+            self.start_live()  # Start was pressed while the model loaded
+        self._update_state()
+
+    def _on_model_failed(self, message: str) -> None:
+        show_error(message)
 
     def set_microscope(self, microscope: Any, *, owned: bool = False) -> None:
         """Use another microscope (stops live view first); ``owned``: the dock closes it."""
