@@ -42,6 +42,7 @@ def test_csv_that_is_not_a_focus_log_is_never_replaced(tmp_path):
         ({"--focus-preset": "Channel/DAPI"}, ["--focus-preset", "DAPI"]),
         ({"--focus-preset": "Optics/BF"}, ["--focus-preset", "Optics"]),
         ({"--output": "run.tif"}, ["--output"]),
+        ({"--output": "run.ome.zarr"}, ["--output", ".ome.tif"]),
         ({"--sequence": "missing.yaml"}, ["--sequence"]),
     ],
 )

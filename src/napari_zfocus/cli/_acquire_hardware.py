@@ -41,14 +41,14 @@ def check_output(path: str | None) -> Path:
     from napari_zfocus.outputs import check_writable_folder, refuse_folder_syntax
 
     if not path:
-        raise ZFocusError("--output: give where to write the images (OUT.ome.tif or "
-                          "OUT.ome.zarr)")
+        raise ZFocusError("--output: give where to write the images (OUT.ome.tif)")
     refuse_folder_syntax(path, "--output", "file")
     out = Path(path)
     name = out.name.lower()
-    if not name.endswith((".ome.tif", ".ome.tiff", ".ome.zarr")):
-        raise ZFocusError(f"--output {out}: expected a name ending in .ome.tif, .ome.tiff "
-                          "or .ome.zarr")
+    if not name.endswith((".ome.tif", ".ome.tiff")):
+        # The focus record goes into the OME-XML; OME-Zarr output gets it only in the
+        # frame metadata so far (use the Python API), so the command asks for OME-TIFF.
+        raise ZFocusError(f"--output {out}: expected a name ending in .ome.tif or .ome.tiff")
     if out.exists() or out.is_symlink():
         raise ZFocusError(f"--output {out}: exists; refusing to replace it, choose a new name")
     check_writable_folder(out.parent, "--output", out, out.name)

@@ -74,8 +74,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     h = p.add_argument_group("hardware (--mm-config)")
     h.add_argument("--sequence", metavar="SEQ.yaml", help="useq MDASequence (YAML or JSON)")
     h.add_argument("--output", metavar="OUT.ome.tif",
-                   help="where pymmcore-plus writes the images (OME-TIFF or OME-Zarr); "
-                        "the focus record of every frame is added to it")
+                   help="where pymmcore-plus writes the images (OME-TIFF; several positions: "
+                        "a folder of one file each); every frame's focus record is added")
     h.add_argument("--focus-preset", metavar="GROUP/PRESET",
                    help="config preset of the focus frame, e.g. Channel/BF (default: the "
                         "current channel)")
