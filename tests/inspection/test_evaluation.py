@@ -121,6 +121,25 @@ def test_evaluate_uses_slices_in_the_z_range_and_known_errors() -> None:
     assert res.to_json_dict()["n_images"] == 33 and not res.cancelled
 
 
+def test_ece_and_flagged_of_known_confidences_and_flags() -> None:
+    class Flagging(FakePredictor):
+        """Confidence 0.9 everywhere; odd slices out of distribution."""
+
+        def predict_batch(self, images, pixel_size_um):
+            preds = super().predict_batch(images, pixel_size_um)
+            for img, p in zip(images, preds, strict=True):
+                p.ood = int(img[0, 0]) % 2 == 1
+            return preds
+
+    res = evaluate(Flagging(0.5), _dataset(2))  # every error 0.5 um: all within 1 um
+    assert res.metrics["ece"] == pytest.approx(0.1)  # confidence 0.9, 100 % right
+    assert res.metrics["flagged"] == pytest.approx(6 / 11)  # slices 5, 7, ..., 15 of 5..15
+    assert res.per_image["flagged"].tolist() == [i % 2 == 1 for i in range(5, 16)] * 2
+    res = evaluate(FakePredictor(1.5), _dataset(1))  # all wrong at confidence 0.9
+    assert res.metrics["ece"] == pytest.approx(0.9) and res.metrics["flagged"] == 0.0
+    assert res.to_json_dict()["ece"] == pytest.approx(0.9)
+
+
 def test_cancel_stops_early_with_a_partial_result() -> None:
     gen = iter_evaluate(FakePredictor(0.0), _dataset(), cancel=lambda: True)
     with pytest.raises(StopIteration) as stop:

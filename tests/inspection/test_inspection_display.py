@@ -14,6 +14,7 @@ from napari_zfocus.inspection.display import (
     displayed_plane,
     focus_map_transform,
     pixel_size_from_layer,
+    prediction_texts,
     tile_index,
 )
 from napari_zfocus.inspection.metrics_table import (
@@ -51,6 +52,11 @@ def test_describe_model_lists_geometry_training_and_validation() -> None:
     assert rows["validation"] == "median |error| 0.71 um, 60% within 1 um"
     assert rows["note"] == "hello" and "2026-11-23" in rows["file"]
     assert dict(describe_model(config))["training"] == "no training record in the file"
+    assert "confidence" not in rows  # a file read before calibration existed
+    calibrated = dict(describe_model(config, meta, dict(info, calibrated=True)))
+    assert calibrated["confidence"].startswith("calibrated: P(within +/-1 um)")
+    plain = dict(describe_model(config, meta, dict(info, calibrated=False)))
+    assert plain["confidence"].startswith("uncalibrated")
 
 
 @pytest.mark.parametrize(
@@ -131,3 +137,13 @@ def test_cli_text_table_always_has_the_argmax_column_and_baseline_note() -> None
     assert lines[5].split()[-1] == "+0.25"
     assert lines[-1].startswith("(baselines:")
     assert "baselines" not in text_table({"n_images": 1})
+
+
+def test_prediction_texts_say_what_the_confidence_is() -> None:
+    base = dict(z_um=1.234, z_argmax_um=1.0, confidence=0.876, bimodal=False)
+    plain = prediction_texts(SimpleNamespace(**base))
+    assert plain["confidence"] == "0.88 (uncalibrated)" and plain["z"] == "+1.23 um"
+    cal = prediction_texts(SimpleNamespace(**base, calibrated=True, ood=False))
+    assert cal["confidence"] == "0.88 (P within +/-1 um)"
+    ood = prediction_texts(SimpleNamespace(**base, calibrated=True, ood=True, ood_score=3.21))
+    assert ood["confidence"] == "0.88, OUT OF DISTRIBUTION (score 3.2)"

@@ -17,6 +17,8 @@ class FakePrediction:
     confidence: float = 0.9
     bimodal: bool = False
     z_argmax_um: float = math.nan
+    ood: bool = False
+    ood_score: float = math.nan
 
 
 class ScriptedPredictor:

@@ -121,6 +121,7 @@ def test_travel_limit_can_be_disabled():
     [
         (FakePrediction(5.0, confidence=0.05), "low_confidence"),
         (FakePrediction(5.0, confidence=0.9, bimodal=True), "bimodal"),
+        (FakePrediction(5.0, confidence=0.9, ood=True, ood_score=3.0), "out_of_distribution"),
     ],
 )
 def test_ambiguous_predictions_hold(prediction, reason):
@@ -130,6 +131,20 @@ def test_ambiguous_predictions_hold(prediction, reason):
         d = ctrl.step()
         assert (d.action, d.reason) == ("hold", reason)
     assert mic.moves == [] and not ctrl.stopped  # ambiguity is not a failure
+
+
+def test_out_of_distribution_frames_hold_unless_told_not_to():
+    ood = FakePrediction(2.0, confidence=0.95, ood=True, ood_score=4.2)
+    ctrl, mic, _ = make([ood])
+    ctrl.lock(0.0)
+    d = ctrl.step()
+    assert (d.action, d.reason) == ("hold", "out_of_distribution")
+    assert "OOD score 4.2 > 1" in d.message and mic.moves == []
+    with pytest.raises(ZFocusError, match="cannot lock"):
+        make([ood])[0].lock()  # nor is focus locked on such frames
+    ctrl, mic, _ = make([ood], ControllerSettings(hold_on_ood=False))
+    ctrl.lock(0.0)
+    assert ctrl.step().action == "move" and mic.moves
 
 
 def test_blank_frames_hold_without_calling_the_model():

@@ -251,3 +251,58 @@ def test_training_inputs_match_inference_preprocessing(tmp_path):
     x[1] = 7.0  # constant image -> zeros, not NaN
     ref = normalise(torch.from_numpy(x.copy())[:, None])[:, 0].numpy()
     np.testing.assert_allclose(zscore_images(x), ref, atol=1e-5)
+
+
+def test_the_model_file_is_calibrated_on_the_validation_stacks(tmp_path):
+    # 24 stacks, 40 % held out: ~100 validation images (calibration needs 50) and ~150
+    # training images (an OOD reference of 12 features needs 120).
+    big = make_dataset(tmp_path / "big", n_stacks=24)
+    out = tmp_path / "m.zfm"
+    done = run(big, out, val_fraction=0.4)[-1]
+    assert done.kind == "done" and done.message.startswith("calibrated: temperature")
+    cal = done.calibration
+    assert cal["source"] == "validation stacks" and cal["images"] >= 50
+    assert cal["ood_reference_images"] >= 120 and 0 <= cal["flagged"] <= 1
+    loaded = load_model(out)
+    assert loaded.calibration is not None and loaded.calibration.ood is not None
+    assert loaded.calibration.temperature == pytest.approx(cal["temperature"])
+    assert loaded.calibration.fitted["images"] == cal["images"]
+
+
+def test_too_few_validation_images_leave_the_model_uncalibrated(dataset, tmp_path):
+    done = run(dataset, tmp_path / "m.zfm")[-1]  # 2 validation stacks, ~20 images
+    assert done.calibration == {} and done.message.startswith("not calibrated")
+    assert load_model(tmp_path / "m.zfm").calibration is None
+
+
+def test_ood_reference_features_are_those_of_the_network_input(tmp_path):
+    """The training slices' spectra are taken of what prepare() gives the network."""
+    from napari_zfocus.model.ood import spectral_features
+    from napari_zfocus.model.preprocess import prepare
+    from napari_zfocus.training.calibration_fit import reference_features
+    from napari_zfocus.training.dataset_cache import load_training_data
+
+    ds = read_dataset(make_dataset(tmp_path / "ds", n_stacks=2))
+    data = load_training_data(ds, ds.annotations, tiny_model())
+    feats, z, stacks = reference_features(data)
+    assert len(feats) == len(z) == len(stacks) == len(data)
+    s_idx, z_idx = data.index[-1]
+    a = ds.annotations[s_idx]
+    x = prepare(ds.open_stack(a).slice(int(z_idx)), a.pixel_size_um, tiny_model())
+    np.testing.assert_allclose(feats[-1], spectral_features(x)[0], atol=0.02)
+    assert z[-1] == data.stacks[s_idx].z_um[z_idx] and stacks[-1] == s_idx
+    thinned, _, _ = reference_features(data, max_images=5)
+    assert len(thinned) == 5
+
+
+def test_a_failing_calibration_never_costs_the_model(dataset, tmp_path, monkeypatch):
+    import napari_zfocus.training.trainer as trainer_module
+
+    def fail(*args, **kwargs):
+        raise ZFocusError("calibration: the model's output or the true z is not finite")
+
+    monkeypatch.setattr(trainer_module, "MIN_CALIBRATION_IMAGES", 1)
+    monkeypatch.setattr(trainer_module, "calibrate_network", fail)
+    done = run(dataset, tmp_path / "m.zfm")[-1]
+    assert done.kind == "done" and done.message.startswith("not calibrated: calibration:")
+    assert load_model(tmp_path / "m.zfm").calibration is None

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "suggest": "napari_zfocus.cli.suggest",
     "train": "napari_zfocus.cli.train",
     "eval": "napari_zfocus.cli.evaluate",
+    "calibrate": "napari_zfocus.cli.calibrate",
     "predict": "napari_zfocus.cli.predict",
     "bench": "napari_zfocus.cli.bench",
     "live": "napari_zfocus.cli.live",

@@ -2,8 +2,11 @@
 
 With ``--json`` the last stdout line is one JSON object with ``n_images``,
 ``median_abs_error_um``, ``within_1um`` (fraction), ``mse_um2``, ``bias_um``,
-``sign_accuracy``, ``argmax`` (the same metrics with the paper's argmax readout),
-``baselines`` ({name: metrics}) and ``by_true_z``. Without it, a readable table.
+``sign_accuracy``, ``ece`` (expected calibration error, 10 bins, of the confidence for
+|error| <= 1 um), ``flagged`` (share of images flagged: confidence < 0.3 or out of
+distribution), ``calibrated`` (whether the model file holds a calibration), ``argmax``
+(the same metrics with the paper's argmax readout), ``baselines`` ({name: metrics}) and
+``by_true_z``. Without it, a readable table.
 ``--plots DIR`` writes PNGs and CSVs (per-image errors, confusion matrix). A progress bar
 goes to stderr.
 """
@@ -159,12 +162,16 @@ def run(args: argparse.Namespace) -> int:
         ) from None
 
     summary = result.to_json_dict()
-    summary.update(model=str(args.model), dataset=str(args.dataset), crops=args.crops)
+    summary.update(model=str(args.model), dataset=str(args.dataset), crops=args.crops,
+                   calibrated=predictor.calibrated)
     if args.json:
         print(to_json_line(summary))
     else:
         print(f"model {args.model} on {args.dataset}")
         print(text_table(summary))
+        if not predictor.calibrated:
+            print("(uncalibrated model: the confidence is the softmax mass within +/-1 bin of "
+                  "the mode and there is no out-of-distribution check; see zfocus calibrate)")
     if args.plots is not None:  # after the results: a write that fails anyway loses nothing else
         _write_plots(result, args.plots)
     return 0

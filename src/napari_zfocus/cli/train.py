@@ -13,6 +13,11 @@ its PID) keeps a second training from writing the same model. On a CPU the comma
 re-starts itself once with the tcmalloc allocator when ``libtcmalloc_minimal.so.4`` is
 installed, which roughly halves the time per training step (set ``ZFOCUS_NO_TCMALLOC=1``
 to prevent that).
+
+At the end the model is calibrated on the validation stacks (confidence = probability of
+being within +/-1 um, and an out-of-distribution reference; see
+:mod:`napari_zfocus.model.calibration`); the summary says how (``--json``: ``calibration``,
+null for an uncalibrated model).
 """
 
 from __future__ import annotations
@@ -344,6 +349,7 @@ def _print_summary(last: Any, args: argparse.Namespace, stopped_code: int = 130)
         "images_per_s": round(last.images_per_s or 0.0, 1),
         "cancelled": last.kind == "cancelled",
         "validation": last.metrics,
+        "calibration": last.calibration or None,
     }
     if args.json:
         print(to_json_line(summary))
@@ -352,6 +358,8 @@ def _print_summary(last: Any, args: argparse.Namespace, stopped_code: int = 130)
         print(f"steps: {last.step} in {last.elapsed_s:.0f} s "
               f"({summary['images_per_s']:.1f} images/s)")
         print(f"validation: {_format_metrics(last.metrics)}")
+        if last.message:
+            print(last.message)
         if last.kind == "cancelled":
             print("stopped early: continue with --resume")
     return stopped_code if last.kind == "cancelled" else 0

@@ -60,7 +60,8 @@ def describe_model(
     metadata
         The free metadata of the file (``"training"`` summary written by training).
     info
-        File facts from :func:`~napari_zfocus.model.io.load_model` (versions, date).
+        File facts from :func:`~napari_zfocus.model.io.load_model` (versions, date,
+        whether it is calibrated).
     """
     rows = [
         (
@@ -85,6 +86,10 @@ def describe_model(
     for key, value in (metadata or {}).items():
         if key != "training" and isinstance(value, (str, int, float, bool)):
             rows.append((str(key), _fmt(value)))
+    if info and "calibrated" in info:
+        rows.append(("confidence", "calibrated: P(within +/-1 um)"
+                     if info["calibrated"] else
+                     "uncalibrated (softmax mass within +/-1 bin; no OOD check)"))
     if info:
         made = info.get("created_utc") or "?"
         version = info.get("napari_zfocus_version") or "?"
@@ -225,10 +230,20 @@ def focus_map_summary(focus_map: Any) -> str:
 
 
 def prediction_texts(prediction: Any) -> dict[str, str]:
-    """The dock's value labels for one prediction: z, argmax bin, confidence, bimodal."""
+    """The dock's value labels for one prediction: z, argmax bin, confidence, bimodal.
+
+    The confidence says what it is: a calibrated probability of being within +/-1 um, or
+    the uncalibrated softmax mass; and whether the image is out of the model's world.
+    """
+    if getattr(prediction, "ood", False):
+        what = f", OUT OF DISTRIBUTION (score {prediction.ood_score:.1f})"
+    elif getattr(prediction, "calibrated", False):
+        what = " (P within +/-1 um)"
+    else:
+        what = " (uncalibrated)"
     return {
         "z": f"{prediction.z_um:+.2f} um",
         "argmax": f"{prediction.z_argmax_um:+.1f} um",
-        "confidence": f"{prediction.confidence:.2f}",
+        "confidence": f"{prediction.confidence:.2f}{what}",
         "bimodal": "YES (ambiguous)" if prediction.bimodal else "no",
     }

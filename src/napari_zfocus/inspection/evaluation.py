@@ -33,6 +33,7 @@ from napari_zfocus.inspection.evaluation_result import (
     write_confusion_csv,
     write_per_image_csv,
 )
+from napari_zfocus.model.calibration import FLAG_BELOW_CONFIDENCE
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.focus_map import cancel_requested
 from napari_zfocus.model.preprocess import centre_crop, field_source_px, to_model_grid
@@ -236,39 +237,19 @@ def _evaluate_chunk(
     px = job.annotation.pixel_size_um
     images = [job.stack.slice(i) for i in chunk]
     if crops == "centre":
-        preds = predictor.predict_batch(images, px)
-        for i, z, p in zip(chunk, zs, preds, strict=True):
-            _add_row(
-                cols,
-                job.name,
-                i,
-                -1,
-                -1,
-                z,
-                p.z_um,
-                p.z_argmax_um,
-                p.confidence,
-                p.entropy,
-                p.bimodal,
-            )
+        for i, z, p in zip(chunk, zs, predictor.predict_batch(images, px), strict=True):
+            _add_row(cols, job.name, i, -1, -1, z, p.z_um, p.z_argmax_um, p.confidence,
+                     p.entropy, p.bimodal, ood_score=p.ood_score, flagged=p.flagged)
     else:
         for i, z, image in zip(chunk, zs, images, strict=True):
             fm = predictor.predict_tiles(image, px)
             for r in range(fm.shape[0]):
                 for c in range(fm.shape[1]):
-                    _add_row(
-                        cols,
-                        job.name,
-                        i,
-                        r,
-                        c,
-                        z,
-                        fm.z_um[r, c],
-                        fm.z_argmax_um[r, c],
-                        fm.confidence[r, c],
-                        fm.entropy[r, c],
-                        fm.bimodal[r, c],
-                    )
+                    # Tiles have no OOD score: flagged by their confidence alone.
+                    conf = fm.confidence[r, c]
+                    _add_row(cols, job.name, i, r, c, z, fm.z_um[r, c], fm.z_argmax_um[r, c],
+                             conf, fm.entropy[r, c], fm.bimodal[r, c], ood_score=np.nan,
+                             flagged=not conf >= FLAG_BELOW_CONFIDENCE)
     for image in images if scores_fns else ():
         f = _field(image, px, config)
         for name, fn in scores_fns.items():
@@ -287,6 +268,9 @@ def _add_row(
     conf: float,
     entropy: float,
     bimodal: bool,
+    *,
+    ood_score: float,
+    flagged: bool,
 ) -> None:
     cols["stack"].append(stack)
     cols["slice"].append(int(index))
@@ -299,6 +283,8 @@ def _add_row(
     cols["confidence"].append(float(conf))
     cols["entropy"].append(float(entropy))
     cols["bimodal"].append(bool(bimodal))
+    cols["ood_score"].append(float(ood_score))
+    cols["flagged"].append(bool(flagged))
 
 
 def _expand_to_rows(

@@ -6,6 +6,12 @@ Metrics (:func:`compute_metrics`): ``n_images``, ``median_abs_error_um``, ``with
 the right side of focus, images with |true z| < bin/2 excluded). Plus a confusion matrix
 P(predicted bin | true bin) and the error per true z. Running an evaluation is
 :mod:`.evaluation`.
+
+The CNN's metrics also say how far its confidence can be trusted: ``ece``, the expected
+calibration error (10 equal-width bins) of ``confidence`` as the probability of the event
+|error| <= 1 um (expected-value readout), and ``flagged``, the share of images the model
+flags (confidence below 0.3 or out of distribution; see
+:mod:`napari_zfocus.model.calibration`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 
 from napari_zfocus._atomic import atomic_open
 from napari_zfocus._json import jsonable
+from napari_zfocus.model.calibration import expected_calibration_error, within_tolerance
 from napari_zfocus.model.config import ModelConfig
 
 __all__ = [
@@ -46,6 +53,8 @@ PER_IMAGE_COLUMNS = (
     "confidence",
     "entropy",
     "bimodal",
+    "ood_score",
+    "flagged",
 )
 
 
@@ -56,8 +65,8 @@ class EvaluationResult:
     Attributes
     ----------
     metrics
-        CNN metrics with the expected-value readout, plus ``"argmax"``: the same metrics
-        with the paper's argmax readout.
+        CNN metrics with the expected-value readout (with ``ece`` and ``flagged``), plus
+        ``"argmax"``: the same metrics with the paper's argmax readout.
     per_image
         Column name -> array (see ``PER_IMAGE_COLUMNS``), one entry per test image.
     confusion
@@ -143,6 +152,19 @@ def compute_metrics(
     }
 
 
+def confidence_metrics(per_image: dict[str, np.ndarray]) -> dict[str, float | None]:
+    """``ece`` of the ``confidence`` column for |error| <= 1 um and the ``flagged`` share
+    (``None`` without images)."""
+    conf = np.asarray(per_image["confidence"], dtype=np.float64)
+    if conf.size == 0:
+        return {"ece": None, "flagged": None}
+    hit = within_tolerance(per_image["z_pred_um"], per_image["z_true_um"])
+    return {
+        "ece": expected_calibration_error(conf, hit),
+        "flagged": float(np.mean(np.asarray(per_image["flagged"], dtype=bool))),
+    }
+
+
 def confusion_matrix(
     z_true_um: np.ndarray, z_pred_um: np.ndarray, config: ModelConfig
 ) -> np.ndarray:
@@ -179,6 +201,7 @@ def summarise(
     t = per_image["z_true_um"].astype(np.float64)
     p = per_image["z_pred_um"].astype(np.float64)
     metrics = compute_metrics(t, p, bin_um=config.bin_um)
+    metrics.update(confidence_metrics(per_image))
     metrics["readout"] = "expected_value"
     metrics["argmax"] = compute_metrics(
         t, per_image["z_argmax_um"].astype(np.float64), bin_um=config.bin_um

@@ -41,6 +41,8 @@ METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
     ("p90_abs_error_um", "p90", "90th percentile of |error|, um"),
     ("mse_um2", "MSE", "mean squared error, um^2"),
     ("bias_um", "bias", "mean (predicted - true), um"),
+    ("ece", "ECE", "calibration error of the confidence for |error| <= 1 um (CNN only)"),
+    ("flagged", "flagged", "fraction flagged: low confidence or out of distribution (CNN only)"),
     ("sign_accuracy", "sign", "fraction placed on the right side of focus (CNN only)"),
 )
 
@@ -52,10 +54,13 @@ TEXT_ROWS: tuple[tuple[str, str, str], ...] = (
     ("mse_um2", "MSE (um^2)", "{:.2f}"),
     ("bias_um", "bias (um)", "{:+.2f}"),
     ("sign_accuracy", "sign accuracy", "{:.1%}"),
+    # Appended (the rows above are relied on by scripts): the CNN's confidence.
+    ("ece", "ECE (+/-1 um)", "{:.3f}"),
+    ("flagged", "flagged", "{:.1%}"),
 )
 
 #: Metrics shown as percentages in the dock.
-_FRACTIONS = {"within_1um", "sign_accuracy"}
+_FRACTIONS = {"within_1um", "sign_accuracy", "flagged"}
 
 
 def method_columns(

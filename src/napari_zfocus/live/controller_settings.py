@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from napari_zfocus.model.calibration import FLAG_BELOW_CONFIDENCE
 from napari_zfocus.validation import check_interval, check_number
 
 #: Largest step anyone could mean, um: a typo beyond it is refused.
@@ -26,6 +27,9 @@ IN_DEAD_BAND = "in_dead_band"
 NOT_LOCKED = "not_locked"
 LOW_CONFIDENCE = "low_confidence"
 BIMODAL = "bimodal"
+#: The frame does not look like the model's training images at the z it reads (the
+#: model's OOD check; see napari_zfocus.model.ood): another microscope, sample or pixel size.
+OUT_OF_DISTRIBUTION = "out_of_distribution"
 BLANK_FRAME = "blank_frame"
 STAGE_BUSY = "stage_busy"
 AT_LIMIT = "at_limit"
@@ -71,9 +75,13 @@ class ControllerSettings:
         sample: the stage cannot run away to the drive's end. The paper's 24 h run
         drifted 40 um.
     min_confidence
-        Hold when the prediction's confidence is below this.
+        Hold when the prediction's confidence is below this (for a calibrated model the
+        probability that its estimate is within +/-1 um).
     hold_on_bimodal
         Hold when the softmax is bimodal.
+    hold_on_ood
+        Hold when the model flags the frame as out of distribution (calibrated models
+        only; an uncalibrated model has no such check).
     max_failures
         Stop after this many consecutive failures.
     max_busy_frames
@@ -90,8 +98,9 @@ class ControllerSettings:
     max_step_um: float = 3.0
     z_limits_um: tuple[float, float] | None = None
     max_travel_um: float | None = 75.0
-    min_confidence: float = 0.3
+    min_confidence: float = FLAG_BELOW_CONFIDENCE
     hold_on_bimodal: bool = True
+    hold_on_ood: bool = True
     max_failures: int = 5
     max_busy_frames: int = 50
     lock_frames: int = 3

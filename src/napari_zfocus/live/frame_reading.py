@@ -2,7 +2,8 @@
 
 Kept apart from :mod:`~napari_zfocus.live.controller` (which decides and moves) so the
 frame checks (shape, NaN pixels, blank frames) and the model's verdict (non-finite,
-bimodal, low confidence) are one small function with no stage in sight.
+bimodal, out of distribution, low confidence) are one small function with no stage in
+sight.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from napari_zfocus.live.controller_settings import (
     CAMERA_ERROR,
     LOW_CONFIDENCE,
     MODEL_ERROR,
+    OUT_OF_DISTRIBUTION,
     PREDICTION_NAN,
     ControllerSettings,
     PredictorLike,
@@ -29,11 +31,13 @@ __all__ = ["Estimate", "metadata_float", "read_frame"]
 
 @dataclass
 class Estimate:
-    """The model's reading of one frame: sample z (um), confidence and a bimodal flag."""
+    """The model's reading of one frame: sample z (um), confidence, a bimodal flag and
+    whether the model found the frame out of distribution."""
 
     z_um: float
     confidence: float
     bimodal: bool
+    ood: bool = False
 
 
 def metadata_float(frame: Frame, key: str) -> float:
@@ -69,11 +73,17 @@ def read_frame(
         return None, MODEL_ERROR, f"{type(exc).__name__}: {exc}"
     z = float(getattr(pred, "z_um", math.nan))
     conf = float(getattr(pred, "confidence", math.nan))
-    est = Estimate(z, conf, bool(getattr(pred, "bimodal", False)))
+    est = Estimate(z, conf, bool(getattr(pred, "bimodal", False)),
+                   bool(getattr(pred, "ood", False)))
     if not (math.isfinite(z) and math.isfinite(conf)):
         return est, PREDICTION_NAN, "model returned a non-finite estimate"
     if est.bimodal and settings.hold_on_bimodal:
         return est, BIMODAL, "two competing focal planes"
+    if est.ood and settings.hold_on_ood:
+        score = float(getattr(pred, "ood_score", math.nan))
+        return est, OUT_OF_DISTRIBUTION, (
+            f"frame unlike the model's training images at {z:+.1f} um "
+            f"(OOD score {score:.1f} > 1)")
     if conf < settings.min_confidence:
         floor = settings.min_confidence
         return est, LOW_CONFIDENCE, f"confidence {conf:.2f} < {floor:.2f}"

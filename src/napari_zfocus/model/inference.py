@@ -12,6 +12,10 @@ frame and returns a :class:`FocusMap` whose geometry is in the INPUT image's pix
 widget can overlay a colour-mapped z map on the image it came from (see
 :mod:`.focus_map`).
 
+A calibrated model (:mod:`.calibration`) reports a calibrated confidence and an
+out-of-distribution score per image (:attr:`Prediction.ood_score`); ``flagged`` marks an
+image whose estimate should not be acted on (low confidence or out of distribution).
+
 Constructing a :class:`Predictor` leaves process-wide torch settings alone: torch's thread
 count changes only when the caller asks for it (``num_threads``), as ``zfocus bench
 --threads`` does.
@@ -32,6 +36,7 @@ import torch
 from torch import nn
 
 from napari_zfocus.errors import ZFocusError
+from napari_zfocus.model.calibration import FLAG_BELOW_CONFIDENCE, Calibration
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.device import available_cores
 from napari_zfocus.model.focus_map import FocusMap, iter_focus_map, tile_grid
@@ -55,7 +60,8 @@ class Prediction:
     z_argmax_um
         Centre of the most probable bin (the paper's readout), um.
     confidence
-        Probability mass within +/-1 bin of the mode, 0..1.
+        Calibrated model: the probability that ``z_um`` is within +/-1 um of the truth.
+        Uncalibrated model: the softmax mass within +/-1 bin of the mode. 0..1.
     entropy
         Entropy of the softmax, nats.
     bimodal
@@ -66,6 +72,13 @@ class Prediction:
         ``(n_bins,)`` bin centres, um.
     second_mode_um
         Centre of the second mode when ``bimodal``, else NaN.
+    calibrated
+        Whether ``confidence`` is calibrated (the model file holds a calibration).
+    ood_score
+        Out-of-distribution score (> 1: the image does not look like the training images
+        at ``z_um``); NaN when the model has no OOD reference.
+    ood
+        ``ood_score > 1``.
     """
 
     z_um: float
@@ -76,6 +89,14 @@ class Prediction:
     softmax: np.ndarray
     bin_centres_um: np.ndarray
     second_mode_um: float = float("nan")
+    calibrated: bool = False
+    ood_score: float = float("nan")
+    ood: bool = False
+
+    @property
+    def flagged(self) -> bool:
+        """Out of distribution, or a confidence below 0.3 (or NaN): do not act on it."""
+        return bool(self.ood or not self.confidence >= FLAG_BELOW_CONFIDENCE)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (lists instead of arrays, ``None`` for NaN)."""
@@ -87,6 +108,10 @@ class Prediction:
             "entropy": float(self.entropy),
             "bimodal": bool(self.bimodal),
             "second_mode_um": second,
+            "calibrated": bool(self.calibrated),
+            "ood_score": None if np.isnan(self.ood_score) else float(self.ood_score),
+            "ood": bool(self.ood),
+            "flagged": self.flagged,
             "softmax": [float(v) for v in self.softmax],
             "bin_centres_um": [float(v) for v in self.bin_centres_um],
         }
@@ -115,6 +140,10 @@ class Predictor:
         not change global state behind its caller's back. Ignored on GPUs.
     bimodal_rule
         Thresholds of the bimodality flag.
+    path
+        The model file it came from (named in error messages).
+    calibration
+        The model's calibration; ``None``: uncalibrated (confidence as before, no OOD).
     """
 
     def __init__(
@@ -128,8 +157,10 @@ class Predictor:
         num_threads: int | None = None,
         bimodal_rule: BimodalRule | None = None,
         path: Path | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.config = config
+        self.calibration = calibration
         self.metadata = dict(metadata or {})
         self.path = path
         self.bimodal_rule = bimodal_rule or BimodalRule()
@@ -162,7 +193,8 @@ class Predictor:
 
         loaded = load_model(path)
         return cls(
-            loaded.net, loaded.config, loaded.metadata, device=device, path=loaded.path, **kwargs
+            loaded.net, loaded.config, loaded.metadata, device=device, path=loaded.path,
+            calibration=loaded.calibration, **kwargs,
         )
 
     def _try_compile(self) -> None:
@@ -227,11 +259,23 @@ class Predictor:
             "file is broken (e.g. a negative BatchNorm variance or overflowing weights)"
         )
 
-    def _readout(self, probs: np.ndarray) -> Readout:
-        return readout(probs, self._bins, rule=self.bimodal_rule)
+    @property
+    def calibrated(self) -> bool:
+        """Whether the model's confidence is calibrated."""
+        return self.calibration is not None
 
-    def _predictions(self, probs: np.ndarray) -> list[Prediction]:
+    def _readout(self, probs: np.ndarray) -> Readout:
+        """The readout of the network's softmax, with the calibrated confidence."""
+        r = readout(probs, self._bins, rule=self.bimodal_rule)
+        if self.calibration is not None:
+            r.confidence = self.calibration.confidence(probs, r.z_um, self._bins)
+        return r
+
+    def _predictions(self, probs: np.ndarray, inputs: torch.Tensor) -> list[Prediction]:
         r = self._readout(probs)
+        cal = self.calibration
+        ood = (cal.ood_scores(inputs, r.z_um, self._bins) if cal is not None
+               else np.full(len(probs), np.nan))
         return [
             Prediction(
                 z_um=float(r.z_um[i]),
@@ -242,6 +286,9 @@ class Predictor:
                 softmax=probs[i],
                 bin_centres_um=self._bins,
                 second_mode_um=float(r.second_mode_um[i]),
+                calibrated=cal is not None,
+                ood_score=float(ood[i]),
+                ood=bool(ood[i] > 1.0),
             )
             for i in range(len(probs))
         ]
@@ -262,7 +309,8 @@ class Predictor:
         (no exception: the live controller counts such frames as failures and stops
         safely); callers that report an answer check :meth:`require_finite` or the NaN.
         """
-        return self._predictions(self.probabilities(prepare(image, pixel_size_um, self.config)))[0]
+        x = prepare(image, pixel_size_um, self.config)
+        return self._predictions(self.probabilities(x), x)[0]
 
     def predict_batch(
         self,
@@ -293,10 +341,11 @@ class Predictor:
                 prepare(images[i], sizes[i], self.config)
                 for i in range(start, min(n, start + batch_size))
             ]
-            probs = self.probabilities(torch.cat(chunk))
+            x = torch.cat(chunk)
+            probs = self.probabilities(x)
             for i, row in enumerate(probs):
                 self.require_finite(row, f"image {start + i} of the {n} given")
-            out += self._predictions(probs)
+            out += self._predictions(probs, x)
         return out
 
     def tile_geometry(

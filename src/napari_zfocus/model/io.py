@@ -19,6 +19,12 @@ version 1 file as version 2 with the very same stored tensors.
 
 :func:`load_model` checks all of it and raises :class:`ModelFileError`, one line naming
 the file, for a missing, truncated, tampered, foreign, inconsistent or too-new file.
+
+Calibration (:mod:`.calibration`: temperature, event map, out-of-distribution reference)
+is one more metadata entry, ``calibration``, covered by the version-2 hash like every
+other; files without it load as uncalibrated, and a version-1 file holding one is refused
+(its hash would not cover it). :func:`save_calibrated_copy` writes a model file with a
+new calibration and the very same stored tensors.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from torch import nn
 from napari_zfocus import __version__
 from napari_zfocus._atomic import atomic_path, write_errors_named
 from napari_zfocus.errors import ModelFileError, ZFocusError, describe
+from napari_zfocus.model.calibration import Calibration
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.model_hash import integrity_digest as _integrity_digest
 from napari_zfocus.model.model_hash import tensor_digest as _tensor_digest
@@ -56,6 +63,7 @@ __all__ = [
     "LoadedModel",
     "load_model",
     "read_model_info",
+    "save_calibrated_copy",
     "save_model",
     "upgrade_model_file",
 ]
@@ -75,9 +83,11 @@ class LoadedModel:
         The caller's metadata dict given to :func:`save_model` (training summary, metrics).
     info
         File-level facts: ``format_version``, ``napari_zfocus_version``,
-        ``torch_version``, ``created_utc``, ``sha256``.
+        ``torch_version``, ``created_utc``, ``sha256``, ``calibrated``.
     path
         Where it was loaded from.
+    calibration
+        The model's :class:`~.calibration.Calibration`, or ``None`` (uncalibrated).
     """
 
     net: nn.Module
@@ -85,6 +95,7 @@ class LoadedModel:
     metadata: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     path: Path | None = None
+    calibration: Calibration | None = None
 
 
 def _json_default(obj: Any) -> Any:
@@ -126,6 +137,7 @@ def save_model(
     metadata: dict | None = None,
     *,
     weights_dtype: torch.dtype | None = None,
+    calibration: Calibration | None = None,
 ) -> Path:
     """Write ``net``'s weights, ``config`` and ``metadata`` to one file, atomically.
 
@@ -143,6 +155,8 @@ def save_model(
     weights_dtype
         Store floating-point weights in this dtype (``torch.float16`` halves the file, e.g.
         for the shipped demo model); they are cast back to float32 on load.
+    calibration
+        The model's calibration (fitted on held-out stacks), or ``None``.
 
     Returns
     -------
@@ -172,11 +186,31 @@ def save_model(
         "torch_version": torch.__version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if calibration is not None:
+        header["calibration"] = _calibration_entry(path, calibration)
     return _write(Path(path), tensors, header)
 
 
+def _calibration_entry(path: str | os.PathLike[str], calibration: Calibration) -> str:
+    try:
+        return json.dumps(calibration.to_dict(), default=_json_default, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ZFocusError(describe(path, f"cannot save the calibration: {exc}")) from None
+
+
+def save_calibrated_copy(
+    path: str | os.PathLike[str], calibration: Calibration | None,
+    out: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Rewrite a model file with ``calibration`` (``None``: without one), as
+    :func:`upgrade_model_file` does: checked first, tensors and other entries kept."""
+    entry = None if calibration is None else _calibration_entry(path, calibration)
+    return upgrade_model_file(path, out, calibration_entry=entry)
+
+
 def upgrade_model_file(
-    path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
+    calibration_entry: str | None = "keep",
 ) -> Path:
     """Rewrite a model file in the current format, after checking it completely.
 
@@ -190,6 +224,8 @@ def upgrade_model_file(
         A model file of any readable format version.
     out
         Where to write; default ``path`` itself (replaced atomically).
+    calibration_entry
+        ``"keep"`` the stored calibration, or the new entry's JSON (``None``: remove it).
 
     Raises
     ------
@@ -200,6 +236,10 @@ def upgrade_model_file(
     load_model(src)  # every check first: never re-seal a tampered file
     meta, handle = _read_header(src)
     tensors = _read_tensors(src, handle)
+    if calibration_entry != "keep":
+        meta.pop("calibration", None)
+        if calibration_entry is not None:
+            meta["calibration"] = calibration_entry
     return _write(Path(out) if out is not None else src, tensors, meta)
 
 
@@ -296,8 +336,25 @@ def _parse_header(path: Path, meta: dict[str, str]) -> tuple[ModelConfig, dict, 
         "torch_version": meta.get("torch_version"),
         "created_utc": meta.get("created_utc"),
         "sha256": meta.get("sha256"),
+        "calibrated": "calibration" in meta,
     }
     return config, user_meta, info
+
+
+def _parse_calibration(path: Path, meta: dict[str, str], version: int,
+                       config: ModelConfig) -> Calibration | None:
+    """The ``calibration`` entry, checked; ``None`` for an uncalibrated model."""
+    if "calibration" not in meta:
+        return None
+    if version < 2:
+        raise _fail(path, "a format version 1 file cannot hold a calibration (its hash "
+                          "would not cover it)")
+    try:
+        return Calibration.from_dict(_json_entry(path, meta, "calibration"), config.n_bins)
+    except ModelFileError:
+        raise
+    except ZFocusError as exc:
+        raise _fail(path, f"invalid calibration: {exc}") from None
 
 
 def _read_tensors(path: Path, handle: Any) -> dict[str, torch.Tensor]:
@@ -364,7 +421,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
         Missing, truncated or foreign file (pickle, zip...), unknown or newer format
         version, metadata or weights modified since writing (integrity hash), invalid
         configuration, metadata that contradicts the weights, missing/unexpected
-        tensors, wrong shapes or dtypes, non-finite weights.
+        tensors, wrong shapes or dtypes, non-finite weights, an invalid calibration.
     """
     p = Path(path)
     meta, handle = _read_header(p)
@@ -374,10 +431,12 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     _check_integrity(p, version, meta, tensors)
     config, user_meta, info = _parse_header(p, meta)
     _check_consistency(p, meta, config, tensors)
+    calibration = _parse_calibration(p, meta, version, config)
     net = build_network(config)
     expected = net.state_dict()
     tensors = {name: t.to(expected[name].dtype) for name, t in tensors.items()}
     net.load_state_dict(tensors, strict=True)
     net.eval()
     info["path"] = os.fspath(p)
-    return LoadedModel(net=net, config=config, metadata=user_meta, info=info, path=p)
+    return LoadedModel(net=net, config=config, metadata=user_meta, info=info, path=p,
+                       calibration=calibration)

@@ -14,6 +14,10 @@ The paper's readout is the centre of the most probable bin (1 um steps). We add:
 A softmax with NaN or infinite values (from non-finite logits) reads as z, confidence and
 entropy NaN, never as a number.
 
+:func:`window_mass` is the softmax mass within a distance of a given z (each bin's mass
+spread evenly over its width, so it is continuous in z): the calibrated confidence of
+:mod:`.calibration` is built on it.
+
 All functions accept one softmax ``(B,)`` or a batch ``(N, B)``.
 """
 
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Readout", "BimodalRule", "softmax", "readout"]
+__all__ = ["Readout", "BimodalRule", "softmax", "readout", "window_mass"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,42 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=axis, keepdims=True)
+
+
+def window_mass(
+    probs: np.ndarray, bin_centres_um: np.ndarray, centre_um: np.ndarray | float,
+    half_width_um: float = 1.0,
+) -> np.ndarray:
+    """Probability that z lies within ``centre_um +/- half_width_um``.
+
+    Each bin's mass is spread evenly over its width (``bin_centres_um`` +/- half a bin),
+    so the result changes continuously with ``centre_um`` (counting whole bins would jump
+    as the estimate crosses a bin centre).
+
+    Parameters
+    ----------
+    probs
+        ``(B,)`` or ``(N, B)`` probabilities over evenly spaced bins (rows summing to 1).
+    bin_centres_um
+        ``(B,)`` ascending bin centres.
+    centre_um
+        One centre per row (scalar for one softmax).
+    half_width_um
+        Half-width of the window.
+
+    Returns
+    -------
+    np.ndarray
+        ``(N,)`` masses in 0..1 (0-d for one softmax); NaN where a row or centre is NaN.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    c = np.asarray(bin_centres_um, dtype=np.float64)
+    bin_um = float(c[1] - c[0]) if c.size > 1 else 1.0
+    z = np.asarray(centre_um, dtype=np.float64)[..., None]
+    lo = np.maximum(c - bin_um / 2, z - half_width_um)
+    hi = np.minimum(c + bin_um / 2, z + half_width_um)
+    overlap = np.clip(hi - lo, 0.0, None) / bin_um  # NaN centres stay NaN
+    return np.clip((p * overlap).sum(axis=-1), 0.0, 1.0)
 
 
 def _local_expected_value(

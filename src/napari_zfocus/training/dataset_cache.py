@@ -246,17 +246,26 @@ def validation_images(
         float16 ``(N, 1, n, n)`` network inputs (half the memory; cast back before use)
         and float64 ``(N,)`` true defocus.
     """
+    x, z, _ = images_by_stack(dataset, annotations, config, max_images)
+    return x, z
+
+
+def images_by_stack(
+    dataset: Any, annotations: Sequence[Any], config: ModelConfig, max_images: int
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """:func:`validation_images` and the index (into ``annotations``) of each image's stack."""
     pairs = []
-    for a in annotations:
+    for k, a in enumerate(annotations):
         stack = dataset.open_stack(a)
         z = _slice_z(a, stack.n_slices)
         for idx in np.flatnonzero(_in_range(z, config)):
-            pairs.append((a, stack, int(idx), float(z[idx])))
+            pairs.append((a, stack, int(idx), float(z[idx]), k))
     if len(pairs) > max_images > 0:
         keep = np.unique(np.linspace(0, len(pairs) - 1, max_images).round().astype(int))
         pairs = [pairs[i] for i in keep]
     n = config.input_px
     x = torch.empty((len(pairs), 1, n, n), dtype=torch.float16)
-    for i, (a, stack, index, _) in enumerate(pairs):
+    for i, (a, stack, index, _, _) in enumerate(pairs):
         x[i] = prepare(stack.slice(index), float(a.pixel_size_um), config)[0].to(torch.float16)
-    return x, np.asarray([p[3] for p in pairs], dtype=np.float64)
+    return (x, np.asarray([p[3] for p in pairs], dtype=np.float64),
+            np.asarray([p[4] for p in pairs], dtype=np.int64))

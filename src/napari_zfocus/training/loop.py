@@ -26,6 +26,10 @@ measured with ``benchmarks/bench_accuracy.py``:
 * the stacks are resampled once and kept in memory; batches are prepared by a
   background thread while the network computes; channels-last memory layout.
 
+Before the model file is written, the model is calibrated on the validation stacks
+(:mod:`~napari_zfocus.training.calibration_fit`): temperature, confidence map and the
+out-of-distribution reference go into the file.
+
 Reproducibility: the batch and the dropout masks of step ``k`` are seeded from
 ``(seed, rank, k)``, so a resumed run continues exactly like an uninterrupted one (for a
 step budget; a wall-clock budget depends on timing by nature) and prefetching cannot
@@ -213,6 +217,7 @@ def _finish(trainer: Trainer) -> Iterator[TrainEvent]:
         yield trainer.event("validation", loss=trainer.loss, metrics=dict(metrics))
     ck, model_path = trainer.write_files(final=True)
     ddp.barrier(trainer.ctx)
+    cal = trainer.calibration
     yield trainer.event(
         "cancelled" if cancelled else "done",
         loss=trainer.loss,
@@ -220,4 +225,7 @@ def _finish(trainer: Trainer) -> Iterator[TrainEvent]:
         metrics=dict(trainer.last_metrics),
         checkpoint_path=ck,
         model_path=model_path,
+        message=trainer.calibration_note,
+        calibration=(dict(cal.fitted, temperature=cal.temperature, slope=cal.slope,
+                          intercept=cal.intercept) if cal is not None else {}),
     )

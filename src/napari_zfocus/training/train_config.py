@@ -170,7 +170,11 @@ class TrainEvent:
     checkpoint_path, model_path
         Files written (``checkpoint``, ``done``, ``cancelled``).
     message
-        A line for humans (``start``: what is being trained on).
+        A line for humans (``start``: what is being trained on; ``done`` and
+        ``cancelled``: the calibration, or why there is none).
+    calibration
+        ``done`` / ``cancelled``: the calibration's numbers and how it was fitted (see
+        :mod:`~napari_zfocus.training.calibration_fit`); empty when uncalibrated.
     """
 
     kind: str
@@ -185,6 +189,7 @@ class TrainEvent:
     checkpoint_path: str | None = None
     model_path: str | None = None
     message: str = ""
+    calibration: dict[str, Any] = field(default_factory=dict)
 
 
 class CancelToken:

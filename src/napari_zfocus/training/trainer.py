@@ -20,9 +20,15 @@ import torch
 from torch import nn
 
 from napari_zfocus.errors import ModelFileError, ZFocusError
+from napari_zfocus.model.calibration import MIN_CALIBRATION_IMAGES, Calibration
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.network import build_network, init_paper_weights
 from napari_zfocus.training import ddp
+from napari_zfocus.training.calibration_fit import (
+    calibrate_network,
+    describe_calibration,
+    reference_features,
+)
 from napari_zfocus.training.checkpoint import (
     checkpoint_path,
     config_differences,
@@ -163,6 +169,8 @@ class Trainer:
     validated_at: int = -1  # the step of the last validation
     loss: float | None = None  # of the last step
     images_per_s: float | None = None  # recent throughput, all processes together
+    calibration: Calibration | None = None  # fitted before the model file is written
+    calibration_note: str = ""  # one line: what it did, or why there is none
 
     @classmethod
     def create(
@@ -279,6 +287,32 @@ class Trainer:
         self.validated_at = self.step
         return self.last_metrics
 
+    def calibrate(self) -> Calibration | None:
+        """Fit the calibration on the validation stacks (rank 0), before the model file.
+
+        Sets :attr:`calibration` and :attr:`calibration_note`; ``None`` (an uncalibrated
+        model) with too few validation images.
+        """
+        d = self.data
+        if not self.validates or len(d.val_z) < MIN_CALIBRATION_IMAGES:
+            self.calibration = None
+            self.calibration_note = (
+                f"not calibrated: {len(d.val_z)} validation images (needs "
+                f"{MIN_CALIBRATION_IMAGES}; more stacks or --val-fraction), or run "
+                "zfocus calibrate MODEL DATASET")
+            return None
+        try:
+            self.calibration = calibrate_network(
+                ddp.unwrap(self.model), self.mc, self.device, d.val_x, d.val_z,
+                reference_features(d.train), channels_last=self.tc.channels_last,
+                source="validation stacks")
+        except ZFocusError as exc:  # minutes of training are never lost to calibration
+            self.calibration, self.calibration_note = None, f"not calibrated: {exc}"
+            return None
+        self.calibration_note = "calibrated: " + describe_calibration(
+            self.calibration.fitted, self.calibration.temperature)
+        return self.calibration
+
     def write_files(self, final: bool) -> tuple[str | None, str | None]:
         """Write the checkpoint, and (``final``) the model file; rank 0 only.
 
@@ -293,7 +327,8 @@ class Trainer:
             return str(ckpt_file), None
         from napari_zfocus.model.io import save_model
 
-        save_model(out, ddp.unwrap(self.model), self.mc, metadata=self._model_metadata())
+        save_model(out, ddp.unwrap(self.model), self.mc, metadata=self._model_metadata(),
+                   calibration=self.calibrate())
         return str(ckpt_file), str(out)
 
     def _checkpoint_state(self) -> dict[str, Any]:

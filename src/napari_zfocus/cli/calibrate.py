@@ -1,0 +1,96 @@
+"""``zfocus calibrate MODEL DATASET --out MODEL2``: calibrate a model on annotated stacks.
+
+For a model trained before calibration existed (the shipped demo model among them), or to
+re-calibrate one for another set of stacks of ITS OWN world: the confidence becomes the
+probability of being within +/-1 um, and an out-of-distribution reference is fitted (see
+:mod:`napari_zfocus.model.calibration`). The centre field of every slice within the
+model's z range is used (at most ``--max-images``, evenly thinned). Stacks the model was
+trained on make it overconfident: give held-out stacks. The weights are copied bit for bit.
+
+With ``--json`` the last stdout line is one JSON object: ``model`` (the file written),
+``temperature``, ``slope``, ``intercept``, ``images``, ``within_1um``,
+``ece_uncalibrated``, ``ece_in_sample``, ``ood_reference_images``, ``flagged``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from napari_zfocus._json import to_json_line
+from napari_zfocus.cli import _args
+
+HELP = "calibrate a model's confidence and out-of-distribution check on annotated stacks"
+#: Default and largest number of images used.
+DEFAULT_MAX_IMAGES = 5000
+MAX_IMAGES = 100_000
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``calibrate`` sub-command."""
+    p = subparsers.add_parser("calibrate", help=HELP, description=HELP + " (held-out stacks "
+                              "of the model's own world; the weights are copied unchanged)")
+    p.add_argument("model", type=Path, help="model file (.zfm)")
+    p.add_argument("dataset", type=Path, help="dataset folder with annotations.csv")
+    p.add_argument("--out", type=Path, required=True, help="calibrated model file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model --out")
+    p.add_argument("--max-images", type=_args.integer(1, MAX_IMAGES),
+                   default=DEFAULT_MAX_IMAGES,
+                   help=f"most images used, evenly thinned (default {DEFAULT_MAX_IMAGES})")
+    p.add_argument("--device", type=_args.DEVICE, default=None,
+                   help="torch device: auto, cpu, cuda, cuda:N, mps (default: cuda if available)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=run)
+    return p
+
+
+def check_out(out: Path, overwrite: bool) -> Path:
+    """Refuse an ``--out`` that is not ours to replace, or an existing model without
+    ``--overwrite`` (before any work)."""
+    from napari_zfocus.errors import ZFocusError
+    from napari_zfocus.outputs import check_output_file, is_model_file
+
+    if os.path.lexists(out) and out.is_file():
+        if not is_model_file(out):
+            raise ZFocusError(f"--out {out}: exists and is not a napari-zfocus model file; "
+                              "refusing to replace it, choose another --out")
+        if not overwrite:
+            raise ZFocusError(f"--out {out}: a model already exists; pass --overwrite to "
+                              "replace it")
+    return check_output_file(out, "--out", overwrite=True)  # a folder, an unwritable place
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``zfocus calibrate``."""
+    import torch
+
+    from napari_zfocus.cli.evaluate import check_z_coverage, load_dataset
+    from napari_zfocus.model.device import resolve_device
+    from napari_zfocus.model.io import load_model, save_calibrated_copy
+    from napari_zfocus.model.ood import spectral_features
+    from napari_zfocus.training.calibration_fit import calibrate_network, describe_calibration
+    from napari_zfocus.training.dataset_cache import images_by_stack
+
+    check_out(args.out, args.overwrite)
+    loaded = load_model(args.model)
+    dataset = load_dataset(args.dataset)
+    check_z_coverage(dataset, loaded.config)
+    x, z, stacks = images_by_stack(dataset, list(dataset.annotations), loaded.config,
+                                   args.max_images)
+    # Here one set of stacks serves as both: held-out images and the world's reference.
+    # channels_last: the layout of the inputs below, and oneDNN's fastest on CPU.
+    net = loaded.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    calibration = calibrate_network(
+        net, loaded.config, resolve_device(args.device, "--device"), x, z,
+        (spectral_features(x), z, stacks), source=f"dataset {args.dataset}")
+    save_calibrated_copy(args.model, calibration, args.out)
+    facts = dict(calibration.fitted, model=str(args.out), temperature=calibration.temperature,
+                 slope=calibration.slope, intercept=calibration.intercept)
+    if args.json:
+        print(to_json_line(facts))
+    else:
+        line = describe_calibration(calibration.fitted, calibration.temperature)
+        print(f"wrote {args.out}: {line}")
+    return 0
