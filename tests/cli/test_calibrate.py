@@ -80,3 +80,11 @@ def test_calibrate_refuses_bad_outputs_and_too_few_images(setup, capsys) -> None
     err = capsys.readouterr().err
     assert "at least 50 images" in err and len(err.strip().splitlines()) == 1
     assert not small.exists()
+
+
+def test_predict_says_what_the_confidence_means(setup, calibrated, capsys) -> None:
+    stack = next(p for p in sorted(setup["dataset"].iterdir()) if p.suffix == ".tif")
+    for model, meaning in ((setup["model"], "uncalibrated: mass within +/-1 bin"),
+                           (calibrated, "calibrated: P(|error| <= 1 um)")):
+        assert main(["predict", str(model), str(stack), "--slice", "6"]) == 0
+        assert meaning in capsys.readouterr().out

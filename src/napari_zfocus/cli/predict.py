@@ -119,7 +119,11 @@ def run(args: argparse.Namespace) -> int:
     flag = "  AMBIGUOUS (bimodal softmax)" if pred.bimodal else ""
     print(f"image        {args.image}  ({image.shape[0]} x {image.shape[1]} px, {px:g} um/px)")
     print(f"z            {pred.z_um:+.2f} um  (argmax bin {pred.z_argmax_um:+.1f} um){flag}")
-    print(f"confidence   {pred.confidence:.2f}  (mass within +/-1 bin of the mode)")
+    meaning = ("calibrated: P(|error| <= 1 um)" if getattr(pred, "calibrated", False)
+               else "uncalibrated: mass within +/-1 bin of the mode")
+    print(f"confidence   {pred.confidence:.2f}  ({meaning})")
+    if getattr(pred, "ood", False):
+        print("             OUT OF DISTRIBUTION: unlike the model's training images")
     print(f"entropy      {pred.entropy:.2f} nats")
     if pred.bimodal:
         print(f"second mode  {pred.second_mode_um:+.1f} um")
