@@ -203,3 +203,13 @@ def check_dataset_folder(path: Any, name: str | None = None) -> None:
         what = "is a file, not a folder" if os.path.isfile(path) else "is not a folder"
         raise ZFocusError(f"{head}: {what}; give the dataset folder (the one holding "
                           "annotations.csv)")
+
+
+def add_microscope_arguments(p: argparse.ArgumentParser, simulated: str) -> None:
+    """The flags that choose where frames come from and which model reads them, shared by
+    ``live`` and ``acquire``: ``--simulate`` (the ``simulated`` one) or ``--mm-config CFG``,
+    and ``--model``."""
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--simulate", action="store_true", help=f"use the {simulated}")
+    source.add_argument("--mm-config", metavar="CFG", help="Micro-Manager configuration file")
+    p.add_argument("--model", metavar="MODEL", help="model file (default: the demo model)")

@@ -39,10 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "--simulate runs a simulated plate; --mm-config runs a useq sequence on hardware."
         ),
     )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--simulate", action="store_true", help="use the simulated plate")
-    src.add_argument("--mm-config", metavar="CFG", help="Micro-Manager configuration file")
-    p.add_argument("--model", metavar="MODEL", help="model file (default: the demo model)")
+    _args.add_microscope_arguments(p, "simulated plate")
     p.add_argument("--autofocus", choices=("zfocus", "scan", "none"), default="zfocus",
                    help="zfocus: one CNN frame per refocus (default); scan: a z-scan like "
                         "Micro-Manager's OughtaFocus; none: no autofocus")

@@ -70,10 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "the TRUE focus error; --mm-config runs on hardware through pymmcore-plus."
         ),
     )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--simulate", action="store_true", help="use the simulated microscope")
-    src.add_argument("--mm-config", metavar="CFG", help="Micro-Manager configuration file")
-    p.add_argument("--model", metavar="MODEL", help="model file (default: the demo model)")
+    _args.add_microscope_arguments(p, "simulated microscope")
     p.add_argument("--oracle-noise", type=_args.number(0.0, _args.MAX_ORACLE_NOISE_UM),
                    default=None, metavar="UM",
                    help="simulation only: replace the model by the true defocus + UM noise "
