@@ -151,15 +151,12 @@ class ZFocusEngine(MDAEngine):
         if is_autofocus_event(event):
             self._go_to_position(event)
             return
+        if self._refocus_due(key):  # never for a key already skipped: it was refocused
+            self._go_to_position(event)
+            self._refocus(event)
         if key in self._skip:
             self.skipped_frames += 1
             raise SkipEvent(reason=self._skip[key])
-        if self._refocus_due(key):
-            self._go_to_position(event)
-            self._refocus(event)
-            if key in self._skip:
-                self.skipped_frames += 1
-                raise SkipEvent(reason=self._skip[key])
         super().setup_event(event)
 
     def exec_event(self, event: useq.MDAEvent) -> Iterable[Any]:

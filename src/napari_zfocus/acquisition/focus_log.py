@@ -1,12 +1,15 @@
-"""The focus log of an acquisition: one CSV row per refocus, written atomically."""
+"""The focus log of an acquisition: one CSV row per refocus (written atomically), and its
+counts (what the command line's summaries of real and simulated acquisitions share)."""
 
 from __future__ import annotations
 
 import csv
 import math
 import os
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from napari_zfocus._atomic import atomic_open
 from napari_zfocus.acquisition.settings import FOCUS_RECORD_COLUMNS, FocusRecord
@@ -28,4 +31,17 @@ def write_focus_log(path: str | os.PathLike[str], records: Iterable[FocusRecord]
     return target
 
 
-__all__ = ["HEADER_START", "write_focus_log"]
+def refocus_counts(records: Sequence[FocusRecord]) -> dict[str, Any]:
+    """Refocuses, focus frames (in all and per refocus), the largest focus step and the
+    number of refocuses per decision."""
+    focus_frames = int(sum(r.focus_frames for r in records))
+    return {
+        "refocuses": len(records),
+        "focus_frames": focus_frames,
+        "focus_frames_per_refocus": focus_frames / len(records) if records else None,
+        "max_step_um": max((r.max_move_um for r in records), default=0.0),
+        "decisions": dict(Counter(r.decision for r in records)),
+    }
+
+
+__all__ = ["HEADER_START", "refocus_counts", "write_focus_log"]

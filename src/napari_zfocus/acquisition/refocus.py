@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,7 +57,6 @@ class PositionState:
     planned_z_um: float | None  # the position's z in the sequence (None: not given)
     focus_z_um: float | None = None  # the in-focus z after the last good refocus
     locked: bool = False
-    history: list[float] = field(default_factory=list)  # focus z after each refocus
 
 
 class Refocuser:
@@ -177,9 +176,8 @@ class Refocuser:
                 state.planned_z_um = state.focus_z_um
             if previous is not None and t is not None and math.isfinite(state.focus_z_um):
                 self._increments.setdefault(t, []).append(state.focus_z_um - previous)
-        state.history.append(state.focus_z_um if state.focus_z_um is not None else math.nan)
-        record = self._record(p, t, name, time_s, decision, reason, last, start_z, t0)
-        record.feed_forward_um = feed_forward
+        record = self._record(p, t, name, time_s, decision, reason, last, start_z, t0,
+                              feed_forward_um=feed_forward)
         self.records.append(record)
         return record
 
@@ -191,25 +189,18 @@ class Refocuser:
         the position): the policy's hold or skip, no frame taken, nothing moved."""
         t0 = time.perf_counter()
         self.stage.reset()
-        state = self._state(p, planned_z_um)
-        decision = SKIPPED if self.settings.policy == "skip" else HELD
-        state.history.append(state.focus_z_um if state.focus_z_um is not None else math.nan)
-        record = self._record(p, t, name, time_s, decision, reason, None, self._z_or_nan(), t0)
-        record.message = message
+        self._state(p, planned_z_um)
+        record = self._record(p, t, name, time_s, self._held(), reason, None, self._z_or_nan(),
+                              t0, message=message)
         self.records.append(record)
         return record
 
     def _state(self, p: int | None, planned_z_um: float | None) -> PositionState:
         state = self.positions.get(p)
         if state is None:
-            if self.predictor is not None:
-                controller = FocusController(
-                    self.predictor, self.stage, self.settings.controller_settings()
-                )
-            else:  # scan / none: a controller only for its limits and travel window
-                controller = FocusController(
-                    _NoModel(), self.stage, self.settings.controller_settings()
-                )
+            # scan / none: no model; the controller serves its limits and travel window
+            model = self.predictor if self.predictor is not None else _NoModel()
+            controller = FocusController(model, self.stage, self.settings.controller_settings())
             state = PositionState(controller, planned_z_um)
             self.positions[p] = state
         return state
@@ -255,7 +246,11 @@ class Refocuser:
 
     def _failed(self, reason: str) -> tuple[str, str, Decision | None]:
         """No usable estimate: the policy's decision (``scan`` is handled by the caller)."""
-        return (SKIPPED if self.settings.policy == "skip" else HELD), reason, None
+        return self._held(), reason, None
+
+    def _held(self) -> str:
+        """The decision when no usable estimate came: the policy's skip, else hold."""
+        return SKIPPED if self.settings.policy == "skip" else HELD
 
     def _scan(self, state: PositionState, failed: str = "") -> tuple[str, str, Decision | None]:
         """A z-scan around the current z; the stage moves in safe steps only."""
@@ -273,11 +268,10 @@ class Refocuser:
                                 pixel_size_um=self.stage.pixel_size_um)
             if not result.ok:
                 walk_to(self.stage, start, limits, s.max_step_um)
-                held = SKIPPED if s.policy == "skip" else HELD
-                return held, f"scan failed: {result.message}", None
+                return self._held(), f"scan failed: {result.message}", None
             walk_to(self.stage, result.best_z_um, limits, s.max_step_um)
         except Exception as exc:  # noqa: BLE001 - a failed scan falls back to holding
-            return (SKIPPED if s.policy == "skip" else HELD), f"scan failed: {exc}", None
+            return self._held(), f"scan failed: {exc}", None
         if s.method == "scan" and state.controller.locked_um is None:
             # Centres the travel window of later scans on this first focus (the scan
             # baseline reads no estimate, so the locked value itself is never used).
@@ -294,7 +288,8 @@ class Refocuser:
 
     def _record(
         self, p: int | None, t: int | None, name: str, time_s: float, decision: str,
-        reason: str, last: Decision | None, start_z: float, t0: float,
+        reason: str, last: Decision | None, start_z: float, t0: float, *,
+        feed_forward_um: float = 0.0, message: str | None = None,
     ) -> FocusRecord:
         state = self.positions[p]
         focus_z = state.focus_z_um if state.focus_z_um is not None else math.nan
@@ -306,12 +301,14 @@ class Refocuser:
             decision=decision, reason=reason, stage_z_um=start_z,
             estimate_um=last.estimate_um if last is not None else math.nan,
             confidence=last.confidence if last is not None else math.nan,
-            feed_forward_um=0.0, correction_um=self.stage.moved_um, focus_z_um=focus_z,
+            feed_forward_um=feed_forward_um, correction_um=self.stage.moved_um,
+            focus_z_um=focus_z,
             offset_um=self.offset_um(p), focus_frames=self.stage.frames,
             max_move_um=self.stage.max_move_um,
             duration_ms=(time.perf_counter() - t0) * 1000,
             camera_ms=self.stage.camera_s * 1000, settle_ms=self.stage.settle_s * 1000,
-            message=last.message if last is not None else "", true_error_um=true_error,
+            message=message if message is not None else (last.message if last else ""),
+            true_error_um=true_error,
         )
 
 

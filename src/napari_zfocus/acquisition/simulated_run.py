@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_zfocus.acquisition.focus_log import refocus_counts
 from napari_zfocus.acquisition.settings import AutofocusSettings, FocusRecord
 from napari_zfocus.acquisition.simulated_scope import (
     SimulatedScope,
@@ -163,11 +164,8 @@ def summarize(
     """
     errors = np.array([s.error_um for s in scores], dtype=float)
     finite = errors[np.isfinite(errors)]
-    focus_frames = int(sum(r.focus_frames for r in records))
+    counts = refocus_counts(records)
     added = np.array([r.duration_ms - r.camera_ms - r.settle_ms for r in records], dtype=float)
-    decisions: dict[str, int] = {}
-    for r in records:
-        decisions[r.decision] = decisions.get(r.decision, 0) + 1
     if scores and finite.size != errors.size:
         raise ZFocusError("simulated acquisition: a frame was acquired off every position")
     return {
@@ -184,13 +182,9 @@ def summarize(
         "mean_abs_error_um": float(np.mean(np.abs(finite))) if finite.size else None,
         "median_abs_error_um": float(np.median(np.abs(finite))) if finite.size else None,
         "max_abs_error_um": float(np.max(np.abs(finite))) if finite.size else None,
-        "refocuses": len(records),
-        "focus_frames": focus_frames,
-        "focus_frames_per_refocus": focus_frames / len(records) if records else None,
-        "max_step_um": max((r.max_move_um for r in records), default=0.0),
+        **counts,
         "max_step_limit_um": settings.max_step_um,
         "skipped": skipped,
-        "decisions": decisions,
         "refocus_added_ms_median": float(np.median(added)) if added.size else None,
         "refocus_added_ms_p95": float(np.percentile(added, 95)) if added.size else None,
         "refocus_camera_ms_median": (

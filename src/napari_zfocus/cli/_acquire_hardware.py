@@ -137,20 +137,14 @@ def _print_refocus(record: Any) -> None:
 
 def _summary(records: list[Any], frames: int, skipped: int, out: Path, files: list[Path],
              wall_s: float, interrupted: bool) -> dict[str, Any]:
-    focus_frames = sum(r.focus_frames for r in records)
-    decisions: dict[str, int] = {}
-    for r in records:
-        decisions[r.decision] = decisions.get(r.decision, 0) + 1
+    from napari_zfocus.acquisition.focus_log import refocus_counts
+
     return {
         "output": str(out),
         "files": [str(f) for f in files],
         "frames": frames,
-        "refocuses": len(records),
-        "focus_frames": focus_frames,
-        "focus_frames_per_refocus": focus_frames / len(records) if records else None,
-        "max_step_um": max((r.max_move_um for r in records), default=0.0),
+        **refocus_counts(records),
         "skipped": skipped,
-        "decisions": decisions,
         "wall_s": wall_s,
         "interrupted": interrupted,
     }

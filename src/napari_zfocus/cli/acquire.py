@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
 from napari_zfocus._json import to_json_line
 from napari_zfocus.cli import _args
+from napari_zfocus.cli._progress import progress_printer
 from napari_zfocus.errors import ZFocusError
 
 HELP = "multi-position time-lapse (pymmcore-plus MDA) with one-frame autofocus"
@@ -127,20 +127,12 @@ def _write_csv(path: str, records: list[Any]) -> None:
                           f"({exc.strerror or exc})") from None
 
 
-def _progress_printer(every_s: float = 5.0):
-    last = [time.monotonic()]
-
-    def progress(done: int, total: int, record: Any) -> None:
-        now = time.monotonic()
-        if now - last[0] < every_s and done < total:
-            return
-        last[0] = now
-        what = "" if record is None else (
-            f"; last refocus p{record.p} t{record.t}: {record.decision}, "
-            f"{record.focus_frames} frame(s), correction {record.correction_um:+.2f} um")
-        print(f"  frame {done}/{total}{what}", file=sys.stderr, flush=True)
-
-    return progress
+def _frame_line(done: int, total: int, record: Any) -> str:
+    """The progress line of a simulated acquisition: frames so far and the last refocus."""
+    what = "" if record is None else (
+        f"; last refocus p{record.p} t{record.t}: {record.decision}, "
+        f"{record.focus_frames} frame(s), correction {record.correction_um:+.2f} um")
+    return f"  frame {done}/{total}{what}"
 
 
 def format_summary(d: dict[str, Any]) -> list[str]:
@@ -191,7 +183,7 @@ def run_simulation(args: argparse.Namespace) -> int:
           f"time point every {args.interval_min:g} min, drift {args.drift_um:g} um",
           file=sys.stderr, flush=True)
     result = run_simulated_acquisition(predictor, request, settings,
-                                       progress=_progress_printer())
+                                       progress=progress_printer(_frame_line))
     summary = result.summary
     for line in format_summary(summary):
         print(line, file=sys.stderr if args.json else sys.stdout)

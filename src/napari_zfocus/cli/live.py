@@ -20,6 +20,7 @@ from typing import Any
 
 from napari_zfocus._json import to_json_line
 from napari_zfocus.cli import _args
+from napari_zfocus.cli._progress import progress_printer
 from napari_zfocus.errors import ZFocusError
 
 HELP = "hold focus live with a model (simulated microscope or pymmcore-plus hardware)"
@@ -99,21 +100,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _progress_printer(every_s: float = 5.0):
-    """Progress lines on stderr, at most one per ``every_s`` wall seconds."""
-    last = [time.monotonic()]
-
-    def progress(done: int, total: int, decision: Any) -> None:
-        now = time.monotonic()
-        if now - last[0] < every_s and done < total:
-            return
-        last[0] = now
-        err = decision.true_defocus_um
-        print(f"  frame {done}/{total}: stage {decision.stage_z_um:+.2f} um, "
-              f"true error {err:+.2f} um, {decision.action} ({decision.reason})",
-              file=sys.stderr, flush=True)
-
-    return progress
+def _decision_line(done: int, total: int, decision: Any) -> str:
+    """The progress line of a simulated session: its newest decision and true error."""
+    return (f"  frame {done}/{total}: stage {decision.stage_z_um:+.2f} um, "
+            f"true error {decision.true_defocus_um:+.2f} um, {decision.action} "
+            f"({decision.reason})")
 
 
 def announce_once(line: str):
@@ -174,7 +165,8 @@ def run_simulation(args: argparse.Namespace) -> int:
     )
     result = run_simulated_session(
         args.model, hours=args.hours, drift_um=args.drift_um, frame_interval_s=args.interval_s,
-        seed=args.seed, progress=announce(_progress_printer()), oracle_noise_um=args.oracle_noise,
+        seed=args.seed, progress=announce(progress_printer(_decision_line)),
+        oracle_noise_um=args.oracle_noise,
         renderer=renderer, controller_settings=settings,
         microscope_settings=SimulatedMicroscopeSettings(shape=shape, pixel_size_um=args.pixel_size),
     )
