@@ -114,6 +114,22 @@ def test_suggestion_kept_in_memory_until_confirmed(folder):
     assert _rows(folder)[0]["focus_index"] == "3"
 
 
+def test_an_unsure_suggestion_says_so(folder):
+    """The worker's note (confidence, runner-up) reaches the dock's text; a mark clears it."""
+    from napari_zfocus.annotation.captions import suggestion_text
+    from napari_zfocus.annotation.slice_suggestion import SliceSuggestion
+
+    session = AnnotationState.open_folder(folder)
+    sure = SliceSuggestion(session.entry().name, 3, "classic", 0.9, runner_up=8)
+    unsure = SliceSuggestion(session.entry().name, 3, "classic", 0.2, runner_up=8)
+    assert sure.note == ""
+    assert unsure.note == "unsure: confidence 0.20, runner-up slice 8"
+    session.accept_suggestion(unsure.name, unsure.index, unsure.source, unsure.note)
+    assert "runner-up slice 8" in suggestion_text(session.entry())
+    session.set_suggestion(None, "classic")
+    assert session.entry().suggestion_note == ""
+
+
 def test_overlay_text_and_distance(folder):
     session = AnnotationState.open_folder(folder)
     session.opened(5, z_step_um=0.5, pixel_size_um=0.1)

@@ -30,6 +30,7 @@ def test_json_output(tmp_path: Path, capsys) -> None:
     assert record["z_step_um"] == 0.5
     assert record["method"] == "contrast-dip"
     assert 0 < record["confidence"] <= 1
+    assert "runner_up_index" in record
 
 
 def test_overrides_and_text_output(tmp_path: Path, capsys) -> None:

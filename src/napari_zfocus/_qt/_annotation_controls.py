@@ -110,9 +110,12 @@ class AnnotationControls(QWidget):
         layout.addWidget(self.wheel_box)
         self.model_button = QPushButton("Load model\u2026")
         self.model_button.setToolTip("Suggest the slice whose predicted z is nearest 0")
+        self.base_model_button = QPushButton("Use base model")
+        self.base_model_button.setToolTip(
+            "Suggest with the packaged base model: the slice whose predicted z is nearest 0")
         self.model_label = QLabel("suggestions: bright-field contrast dip")
         self.model_label.setWordWrap(True)
-        model_row = _row(self.model_button)
+        model_row = _row(self.model_button, self.base_model_button)
         model_row.addWidget(self.model_label, 1)
         layout.addLayout(model_row)
         return box

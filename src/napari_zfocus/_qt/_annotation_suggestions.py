@@ -16,6 +16,8 @@ from qtpy.QtWidgets import QFileDialog
 
 from napari_zfocus.annotation.annotation_state import AnnotationState
 from napari_zfocus.annotation.slice_suggestion import SliceSuggestion, suggest_slice
+from napari_zfocus.errors import ZFocusError
+from napari_zfocus.model.base_model import base_model_installed, base_model_path
 
 if TYPE_CHECKING:
     from napari_zfocus._qt.annotation_widget import AnnotationWidget
@@ -43,6 +45,23 @@ class Suggestions:
     def wanted(self) -> str:
         """The source of the suggestions wanted now."""
         return "model" if self.predictor is not None else "classic"
+
+    def offer_base_model(self) -> None:
+        """Enable "Use base model" when the package has one; say why not otherwise."""
+        button = self.dock.controls.base_model_button
+        installed = base_model_installed()
+        button.setEnabled(installed)
+        if not installed:
+            button.setToolTip("no base model is installed with this package")
+
+    def use_base_model(self) -> None:
+        """Suggest with the packaged base model (the slice whose predicted z is nearest 0)."""
+        try:
+            path = base_model_path()
+        except ZFocusError as exc:  # removed since the dock opened
+            show_warning(str(exc))
+            return
+        self.load_model(path)
 
     def choose_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -95,7 +114,9 @@ class Suggestions:
             return
         position = None
         if asked is state:  # else another dataset was opened meanwhile
-            position = state.accept_suggestion(result.name, result.index, result.source)
+            position = state.accept_suggestion(
+                result.name, result.index, result.source, result.note
+            )
         if position is not None and position == state.current:
             unmarked = state.entry().focus_index is None
             self.dock.stack_layer.jump_if_unmoved(result.index, unmarked)

@@ -1,9 +1,14 @@
-"""The training dock's form: data and output paths, network and training settings.
+"""The training dock's form: data and output paths, the start model, network and training settings.
 
 :class:`TrainingForm` is a mixin of :class:`~napari_zfocus._qt.training_widget.TrainingWidget`:
 it builds the fields (as attributes of the dock, where scripts and tests find them) and
 reads them as a :class:`ModelConfig` and a validated :class:`TrainConfig`. The recipes
 themselves live in :mod:`napari_zfocus.training.recipe`.
+
+"Start from" is scratch, the packaged base model (disabled, with a tooltip, when the
+package has none) or a model file. Starting from a model, the network is the start
+model's (its fields show its values and are locked), the learning rate drops to the
+fine-tuning rate, and the core applies the few-stack schedule.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -22,8 +29,13 @@ from qtpy.QtWidgets import (
 )
 
 from napari_zfocus._qt._forms import float_spin, int_spin, with_browse
+from napari_zfocus.errors import ZFocusError
+from napari_zfocus.model.base_model import BASE_SPEC, base_model_installed
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.training.recipe import build_train_config, recipe_form
+
+#: The "start from" choices: (label, what they name).
+START_CHOICES = (("scratch", None), ("base model", BASE_SPEC), ("a model file", "file"))
 
 if TYPE_CHECKING:
     from napari_zfocus.training.loop import TrainConfig
@@ -34,10 +46,15 @@ class TrainingForm:
 
     def form_fields(self) -> tuple[Any, ...]:
         """The fields that are locked while a run is active."""
-        return (self.dataset_edit, self.model_edit, self.field_spin, self.pixel_spin,
-                self.bin_spin, self.zmin_spin, self.zmax_spin, self.batch_spin,
-                self.steps_spin, self.minutes_spin, self.lr_spin, self.seed_spin,
-                self.paper_box, self.batchnorm_box)
+        return (self.dataset_edit, self.model_edit, self.start_combo, self.start_edit,
+                self.field_spin, self.pixel_spin, self.bin_spin, self.zmin_spin,
+                self.zmax_spin, self.batch_spin, self.steps_spin, self.minutes_spin,
+                self.lr_spin, self.seed_spin, self.paper_box, self.batchnorm_box)
+
+    def network_fields(self) -> tuple[Any, ...]:
+        """The fields of the network: the start model's when starting from one."""
+        return (self.field_spin, self.pixel_spin, self.bin_spin, self.zmin_spin,
+                self.zmax_spin, self.batchnorm_box)
 
     def _files_box(self) -> QGroupBox:
         box = QGroupBox("Data and output")
@@ -48,7 +65,28 @@ class TrainingForm:
         self.model_edit = QLineEdit()
         self.model_edit.setPlaceholderText("model.zfm")
         form.addRow("model file", with_browse(self.model_edit, self._choose_model_path))
+        self._start_row(form)
         return box
+
+    def _start_row(self, form: QFormLayout) -> None:
+        self.start_combo = QComboBox()
+        for label, _ in START_CHOICES:
+            self.start_combo.addItem(label)
+        self.start_combo.setToolTip(
+            "scratch: random weights. A model: fine-tune it (its network is kept; lower "
+            "learning rate, photometric augmentation, the best validation's weights)")
+        if not base_model_installed():
+            base = self.start_combo.model().item(1)
+            base.setEnabled(False)
+            self.start_combo.setItemData(
+                1, "no base model is installed with this package", Qt.ItemDataRole.ToolTipRole)
+        self.start_edit = QLineEdit()
+        self.start_edit.setPlaceholderText("model.zfm to start from")
+        self.start_edit.setEnabled(False)
+        form.addRow("start from", self.start_combo)
+        form.addRow("start model", with_browse(self.start_edit, self._choose_start_model))
+        self.start_combo.currentIndexChanged.connect(self._on_start_changed)
+        self.start_edit.editingFinished.connect(self._show_start_network)
 
     def _network_box(self) -> QGroupBox:
         start = ModelConfig.recommended()
@@ -116,21 +154,89 @@ class TrainingForm:
         if path:
             self.model_edit.setText(path)
 
+    def _choose_start_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Model file to start from", "", "zfocus model (*.zfm);;All (*)"
+        )
+        if path:
+            self.start_combo.setCurrentIndex(2)
+            self.start_edit.setText(path)
+            self._show_start_network()
+
+    def start_spec(self) -> str | None:
+        """What the run starts from: ``None`` (scratch), ``"base"`` or a model file.
+
+        Raises
+        ------
+        ZFocusError
+            "a model file" chosen without one.
+        """
+        spec = START_CHOICES[self.start_combo.currentIndex()][1]
+        if spec != "file":
+            return spec
+        text = self.start_edit.text().strip()
+        if not text:
+            raise ZFocusError("start model: choose the model file to start from")
+        return text
+
+    def _on_start_changed(self, _index: int = 0) -> None:
+        spec = START_CHOICES[self.start_combo.currentIndex()][1]
+        self.lr_spin.setValue(recipe_form(self.paper_box.isChecked(),
+                                          fine_tune=spec is not None).lr)
+        self._show_start_network()
+        self.lock_network()
+
+    def lock_network(self) -> None:
+        """The network fields follow the start model: locked unless from scratch (and
+        everything while a run is active, when the start choice itself is locked)."""
+        idle = self.start_combo.isEnabled()
+        spec = START_CHOICES[self.start_combo.currentIndex()][1]
+        self.start_edit.setEnabled(idle and spec == "file")
+        for widget in self.network_fields():
+            widget.setEnabled(idle and spec is None)
+
+    def _start_config(self, spec: str) -> ModelConfig:
+        from napari_zfocus.model.base_model import resolve_start_model
+        from napari_zfocus.model.io import read_model_info
+
+        return read_model_info(resolve_start_model(spec))[0]  # the header only
+
+    def _show_start_network(self) -> None:
+        """Show the start model's network in its (locked) fields, when it can be read."""
+        try:
+            spec = self.start_spec()
+            config = self._start_config(spec) if spec is not None else None
+        except ZFocusError:
+            return  # said when the run starts
+        if config is None:
+            return
+        for spin, value in ((self.field_spin, config.field_um),
+                            (self.pixel_spin, config.pixel_size_um),
+                            (self.bin_spin, config.bin_um), (self.zmin_spin, config.z_min_um),
+                            (self.zmax_spin, config.z_max_um)):
+            spin.setValue(value)
+        self.batchnorm_box.setChecked(config.batchnorm)
+
     def _on_dataset_changed(self, text: str) -> None:
         if text and not self.model_edit.text():
             self.model_edit.setText(str(Path(text) / "model.zfm"))
 
     def _on_paper_toggled(self, on: bool) -> None:
-        recipe = recipe_form(paper=on)
+        recipe = recipe_form(paper=on, fine_tune=self.start_combo.currentIndex() > 0)
         self.batch_spin.setValue(recipe.batch)
         self.lr_spin.setValue(recipe.lr)
         self.steps_spin.setValue(recipe.steps)
         self.minutes_spin.setValue(recipe.minutes)
-        self.pixel_spin.setValue(recipe.pixel_size_um)
-        self.batchnorm_box.setChecked(recipe.batchnorm)
+        if self.start_combo.currentIndex() == 0:  # a start model's network stays
+            self.pixel_spin.setValue(recipe.pixel_size_um)
+            self.batchnorm_box.setChecked(recipe.batchnorm)
 
     def model_config(self) -> ModelConfig:
-        """The network settings from the form (raises :class:`ZFocusError` if impossible)."""
+        """The network settings from the form, or the start model's (raises
+        :class:`ZFocusError` if impossible, or if the start model cannot be read)."""
+        spec = self.start_spec()
+        if spec is not None:
+            return self._start_config(spec)
         return ModelConfig(
             pixel_size_um=self.pixel_spin.value(),
             field_um=self.field_spin.value(),
@@ -151,6 +257,7 @@ class TrainingForm:
             seed=self.seed_spin.value(),
             paper=self.paper_box.isChecked(),
             resume=resume,
+            start_from=self.start_spec(),
         )
 
 

@@ -104,8 +104,10 @@ class AnnotationWidget(ZFocusDock):
             (c.pixel_size_spin.editingFinished, self._on_sizes_edited),
             (c.wheel_box.toggled, self.stack_layer.set_wheel_scrolls_z),
             (c.model_button.clicked, self.suggestions.choose_model),
+            (c.base_model_button.clicked, self.suggestions.use_base_model),
         ):
             signal.connect(slot)
+        self.suggestions.offer_base_model()
 
     def _hook_viewer(self) -> None:
         """Keys, z slider and wheel; all given back to the viewer when the dock closes."""

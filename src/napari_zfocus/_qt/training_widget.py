@@ -1,7 +1,9 @@
 """Dock widget: train the z-position CNN in the background, with a live loss curve.
 
 A thin view over the core: the form becomes a :class:`ModelConfig` and a
-:class:`TrainConfig` (:func:`~napari_zfocus.training.recipe.build_train_config`),
+:class:`TrainConfig` (:func:`~napari_zfocus.training.recipe.build_train_config`; starting
+from the base model or a model file, the start model's network and the fine-tuning
+schedule, the start model named by plain data: ``"base"`` or its path),
 :func:`napari_zfocus.training.loop.train` runs in a worker owned by the dock, and every
 rule about what may happen when (one run at a time, Stop only while running, Resume only
 with a checkpoint) lives in the Qt-free, evented
@@ -303,6 +305,7 @@ class TrainingWidget(TrainingForm, ZFocusDock):
         idle = not run.is_active
         for widget in self.form_fields():
             widget.setEnabled(idle)
+        self.lock_network()
         self.status_label.setText(run.status_text())
         if run.state is RunState.DONE and run.model_path is not None:
             self.status_label.setText(f"{run.status_text()}: {run.model_path}")

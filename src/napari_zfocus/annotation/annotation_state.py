@@ -231,11 +231,14 @@ class AnnotationState:
             e.pixel_size_um = float(pixel_size_um)
         self.entry_changed.emit(self.current)
 
-    def set_suggestion(self, index: int | None, source: str, position: int | None = None) -> None:
-        """Store a suggestion (not written to disk) for a stack."""
+    def set_suggestion(
+        self, index: int | None, source: str, position: int | None = None, note: str = ""
+    ) -> None:
+        """Store a suggestion (not written to disk) for a stack; ``note``: why to check it."""
         e = self.entry(position)
         e.suggested_index = None if index is None else int(index)
         e.suggestion_source = None if index is None else source
+        e.suggestion_note = "" if index is None else note
         self.entry_changed.emit(self.current if position is None else position)
 
     def drop_suggestions(self, source: str) -> None:
@@ -261,11 +264,13 @@ class AnnotationState:
             return position
         return None
 
-    def accept_suggestion(self, name: str, index: int, source: str) -> int | None:
+    def accept_suggestion(
+        self, name: str, index: int, source: str, note: str = ""
+    ) -> int | None:
         """Store a worker's suggestion for stack ``name``; its position (None: not listed)."""
         for position, e in enumerate(self.entries):
             if e.name == name:
-                self.set_suggestion(index, source, position)
+                self.set_suggestion(index, source, position, note)
                 return position
         return None
 

@@ -61,8 +61,9 @@ def suggestion_text(entry: StackEntry, computing: bool = False) -> str:
         how = entry.extra.get(MARK_SOURCE_COLUMN, "manual")
         return f"marked: slice {entry.focus_index} ({how})"
     if entry.suggested_index is not None:
+        note = f"; {entry.suggestion_note}" if entry.suggestion_note else ""
         return (
-            f"suggestion: slice {entry.suggested_index} ({entry.suggestion_source}) "
+            f"suggestion: slice {entry.suggested_index} ({entry.suggestion_source}{note}) "
             "\u2014 Enter to confirm"
         )
     return "suggestion: computing\u2026" if computing else "suggestion: \u2014"

@@ -10,6 +10,9 @@ import numpy as np
 from napari_zfocus.annotation.suggestion import suggest_focus
 from napari_zfocus.data.stack import ZStack, read_stack
 
+#: Suggestion confidence below which the dock says "unsure" and names the runner-up.
+UNSURE_BELOW = 0.5
+
 
 @dataclass(frozen=True)
 class SliceSuggestion:
@@ -19,6 +22,15 @@ class SliceSuggestion:
     index: int
     source: str  # "classic" (contrast dip) or "model" (predicted z nearest 0)
     confidence: float
+    runner_up: int | None = None
+
+    @property
+    def note(self) -> str:
+        """What to tell the annotator when the suggestion is unsure, else ""."""
+        if self.confidence >= UNSURE_BELOW:
+            return ""
+        other = f", runner-up slice {self.runner_up}" if self.runner_up is not None else ""
+        return f"unsure: confidence {self.confidence:.2f}{other}"
 
 
 def suggest_slice(
@@ -51,4 +63,6 @@ def suggest_slice(
     found = suggest_focus(
         ZStack(images, z_step_um, pixel_size_um, path=Path(path)), classic_scores=False
     )
-    return SliceSuggestion(name, int(found.focus_index), "classic", float(found.confidence))
+    return SliceSuggestion(
+        name, int(found.focus_index), "classic", float(found.confidence), found.runner_up
+    )

@@ -46,6 +46,8 @@ class StackEntry:
         Marked in-focus slice (0-based), ``None`` while unmarked.
     suggested_index, suggestion_source
         Suggestion waiting for confirmation (``"classic"`` or ``"model"``), in memory only.
+    suggestion_note
+        What the suggester said about it when unsure (confidence, runner-up), or "".
     extra
         Other CSV columns of this stack's row, written back unchanged.
     n_slices
@@ -58,6 +60,7 @@ class StackEntry:
     focus_index: int | None = None
     suggested_index: int | None = None
     suggestion_source: str | None = None
+    suggestion_note: str = ""
     extra: dict[str, str] = field(default_factory=dict)
     n_slices: int | None = None
 

@@ -21,6 +21,12 @@ Method (``"contrast-dip"``):
 3. if no slice has a peak on both sides (focus at the stack's edge), fall back to the
    contrast minimum next to the strongest peak (``"edge-minimum"``).
 
+By default (``method="auto"``) the sign flip of the phase contrast decides first
+(:mod:`.sign_flip`, ``"sign-flip"`` / ``"mirror-valley"``): it holds on fields where the
+contrast dip is fooled (PDMS pillars outshining a few cells, strongly absorbing cells
+whose contrast peaks at focus); the contrast dip is the fallback when a stack shows no
+flip (e.g. not a bright-field stack) and stays available as ``method="contrast-dip"``.
+
 ``confidence`` is the valley depth relative to the lower of its two peaks (0..1). On
 simulated stacks (``benchmarks/bench_suggest.py``) it averaged 0.26 for the default
 settings (every pick exact) and 0.10 for dim, sparse fields (half exact): low values
@@ -40,6 +46,7 @@ from napari_zfocus.data.stack import ZStack
 from napari_zfocus.errors import StackError, describe
 
 from .focus_scores import FOCUS_SCORES
+from .sign_flip import mirror_slice, sign_flip_focus
 
 #: Default z-step (um) assumed when the stack does not say.
 DEFAULT_Z_STEP_UM = 1.0
@@ -74,6 +81,9 @@ class FocusSuggestion:
         Slice indices of the two contrast peaks around the dip (``None`` if missing).
     z_step_um
         The z-step used to size the search window.
+    runner_up
+        The next-best candidate slice (sign-flip methods), or None: where the suggestion
+        is unsure, this is the slice to compare it with.
     """
 
     focus_index: int
@@ -83,6 +93,7 @@ class FocusSuggestion:
     profiles: dict[str, np.ndarray] = field(default_factory=dict)
     peaks: tuple[int | None, int | None] = (None, None)
     z_step_um: float = DEFAULT_Z_STEP_UM
+    runner_up: int | None = None
 
     @property
     def sharpest_index(self) -> int:
@@ -122,6 +133,18 @@ def contrast_profile(
     return out
 
 
+def _slice_evidence(image: np.ndarray, pixel_size_um: float) -> tuple[float, np.ndarray]:
+    """Contrast (as :func:`contrast_profile`) and the sign-flip slice of one image.
+
+    One background removal serves both (it is the expensive step).
+    """
+    background = _smooth_background(image, 8.0 / pixel_size_um)
+    mean = float(background.mean())
+    detail = image - background
+    contrast = float(detail.std()) / mean if mean > 0 else 0.0
+    return contrast, mirror_slice(detail, mean)
+
+
 def _smooth_background(image: np.ndarray, sigma_px: float) -> np.ndarray:
     """Gaussian-like blur of width ``sigma_px`` from three box filters.
 
@@ -144,6 +167,7 @@ def suggest_focus(
     pixel_size_um: float | None = None,
     window_um: float = 6.0,
     classic_scores: bool = True,
+    method: str = "auto",
 ) -> FocusSuggestion:
     """Suggest the in-focus slice of a bright-field stack (contrast minimum between peaks).
 
@@ -157,6 +181,8 @@ def suggest_focus(
         How far (um) from a candidate slice its bounding peaks may lie.
     classic_scores
         Also compute the classic focus scores (for display; not used to decide).
+    method
+        ``"auto"`` (sign flip first, contrast dip as fallback) or ``"contrast-dip"``.
 
     Raises
     ------
@@ -177,25 +203,33 @@ def suggest_focus(
     z_step = float(z_step_um or DEFAULT_Z_STEP_UM)
     pixel = float(pixel_size_um or DEFAULT_PIXEL_SIZE_UM)
 
+    if method not in ("auto", "contrast-dip"):
+        raise ValueError(f"method must be 'auto' or 'contrast-dip', got {method!r}")
     scores = FOCUS_SCORES if classic_scores else {}
-    rows = [
-        (contrast_profile(image, pixel)[0], *(score(image) for score in scores.values()))
-        for image in slices
-    ]
+    rows, mirror_slices = [], []
+    for image in slices:
+        contrast, prepared = _slice_evidence(image, pixel)
+        rows.append((contrast, *(score(image) for score in scores.values())))
+        mirror_slices.append(prepared)
     columns = np.asarray(rows, dtype=float).T
     profile = columns[0]
     _check_contrast(name, profile)
     profiles = {"contrast": profile, **dict(zip(scores, columns[1:], strict=True))}
     window = max(1, round(window_um / z_step))
-    index, confidence, peaks, method = deepest_dip(profile, window)
+    index, confidence, peaks, found_by = deepest_dip(profile, window)
+    flip = sign_flip_focus(np.asarray(mirror_slices), z_step) if method == "auto" else None
+    if flip is None:
+        return FocusSuggestion(index, confidence, found_by, profile, profiles, peaks, z_step)
+    profiles["mirror"] = flip.curve
     return FocusSuggestion(
-        focus_index=index,
-        confidence=confidence,
-        method=method,
+        focus_index=flip.focus_index,
+        confidence=flip.confidence,
+        method=flip.method,
         profile=profile,
         profiles=profiles,
         peaks=peaks,
         z_step_um=z_step,
+        runner_up=flip.runner_up,
     )
 
 

@@ -85,6 +85,10 @@ SIM_SOURCE_POINTS = (1, 1024)
 #: Condenser aperture: 0.01 (nearly coherent) up to 1.5, the largest NA of an immersion
 #: condenser; the simulator also keeps it below its objective's NA.
 SIM_CONDENSER_NA = (0.01, 1.5)
+#: Rods as a fraction of the cells, and debris particles per 100 um^2: up to one per square
+#: micron (a solid layer of dirt; the simulator's own bound).
+SIM_ROD_FRACTION = (0.0, 1.0)
+SIM_DEBRIS = (0.0, 100.0)
 
 
 # --- flag types --------------------------------------------------------------------------

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         "confidence": round(result.confidence, 4),
         "method": result.method,
         "sharpest_index": result.sharpest_index,
+        "runner_up_index": result.runner_up,
     }
     if args.json:
         print(to_json_line(record))
@@ -74,5 +75,6 @@ def run(args: argparse.Namespace) -> int:
         f"{args.stack}: in-focus slice {result.focus_index} of {stack.n_slices} "
         f"(0-based; z-step {step}; confidence {result.confidence:.2f}, {result.method}); "
         f"sharpest slice {result.sharpest_index}"
+        + (f"; runner-up slice {result.runner_up}" if result.runner_up is not None else "")
     )
     return 0

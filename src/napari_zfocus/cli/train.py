@@ -5,6 +5,7 @@ Example::
     zfocus train my_dataset --out yeast40x.zfm --minutes 10
     zfocus train my_dataset --out yeast40x.zfm --minutes 30 --resume   # train longer
     zfocus train my_dataset --out yeast40x.zfm --overwrite              # start afresh
+    zfocus train my_dataset --out mine.zfm --from base --minutes 3      # fine-tune the base
     torchrun --nproc_per_node 2 -m napari_zfocus.cli train my_dataset --out m.zfm --steps 2000
 
 Ctrl-C or SIGTERM once stops cleanly (a checkpoint and a usable model are written, exit 130
@@ -18,6 +19,13 @@ At the end the model is calibrated on the validation stacks (confidence = probab
 being within +/-1 um, and an out-of-distribution reference; see
 :mod:`napari_zfocus.model.calibration`); the summary says how (``--json``: ``calibration``,
 null for an uncalibrated model).
+
+``--from base|MODEL.zfm`` fine-tunes a model (see :mod:`napari_zfocus.cli._train_from`):
+its network is kept, the schedule suits a few stacks, the model file holds the weights of
+the best validation, and the summary says what it validated on (``validation_on``), where
+it started (``start_model``, ``start_validation``) and which weights it kept
+(``kept_step``). ``--resume`` wins over ``--from``: it continues the checkpoint (whose
+run must have started from that same model).
 """
 
 from __future__ import annotations
@@ -30,8 +38,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_zfocus._json import to_json_line
-from napari_zfocus.cli import _args
+from napari_zfocus.cli import _args, _train_from
+from napari_zfocus.cli._train_summary import format_metrics, print_summary
 from napari_zfocus.errors import ZFocusError
 
 #: Where Debian/Ubuntu (``apt-get install libtcmalloc-minimal4``) put the allocator.
@@ -59,6 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.zfm)")
     _add_budget_and_optimisation(p)
     _add_model_and_validation(p)
+    _train_from.add_fine_tune_arguments(p)
     run = p.add_argument_group("execution")
     run.add_argument("--device", type=_args.DEVICE, default="auto",
                      help="auto (CUDA if present), cpu, cuda, cuda:1, mps")
@@ -93,6 +102,10 @@ def _add_budget_and_optimisation(p: argparse.ArgumentParser) -> None:
     opt.add_argument("--seed", type=_args.SEED, default=0,
                      help="seed of split, weights and batches")
     opt.add_argument("--no-augment", action="store_true", help="no random flips / rotations")
+    opt.add_argument("--photometric-augment", action=argparse.BooleanOptionalAction,
+                     default=None,
+                     help="also random gamma, blur, noise and illumination ramps (models "
+                          "that must hold on other microscopes; on with --from)")
 
 
 def _add_model_and_validation(p: argparse.ArgumentParser) -> None:
@@ -100,6 +113,9 @@ def _add_model_and_validation(p: argparse.ArgumentParser) -> None:
         "model (defaults: the paper's, except 1.2 um/px and batch-norm for CPU budgets; "
         "on --resume: the checkpoint's)"
     )
+    model.add_argument("--architecture", choices=("paper_cnn", "compact_cnn"), default=None,
+                       help="network: the paper's CNN (paper_cnn, at 1.2 um/px) or the compact "
+                            "CNN (compact_cnn: 3x3 stages and global pooling, at 0.6 um/px)")
     model.add_argument("--bin-um", type=_args.length_um(_args.BIN_UM),
                        help="z-bin size, um (paper: 1)")
     model.add_argument("--z-range", nargs=2, metavar=("MIN", "MAX"),
@@ -154,11 +170,26 @@ def _maybe_reexec_with_tcmalloc(args: argparse.Namespace) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "napari_zfocus.cli", *sys.argv[1:]], env)
 
 
-def _model_config(args: argparse.Namespace, ckpt_config: Any | None):
-    """The model config from the flags; on resume unset flags keep the checkpoint's values."""
+def _model_config(args: argparse.Namespace, ckpt_config: Any | None, start: Any | None = None):
+    """The model config from the flags; on resume unset flags keep the checkpoint's values,
+    from a start model its values (a flag that contradicts them is refused)."""
+    from napari_zfocus.errors import ZFocusError
     from napari_zfocus.model.config import ModelConfig
 
-    base = (ckpt_config if ckpt_config is not None else ModelConfig.recommended()).to_dict()
+    if start is not None:
+        _train_from.check_model_flags(args, start)
+        return start.config
+    if ckpt_config is not None:
+        base = ckpt_config.to_dict()
+        if args.architecture not in (None, ckpt_config.architecture):
+            raise ZFocusError(
+                f"--architecture {args.architecture}: the checkpoint is a "
+                f"{ckpt_config.architecture}; train without --resume to change it"
+            )
+    elif args.architecture == "compact_cnn":
+        base = ModelConfig.compact().to_dict()
+    else:
+        base = ModelConfig.recommended().to_dict()
     given = {
         "bin_um": args.bin_um,
         "pixel_size_um": args.pixel_size_um,
@@ -175,8 +206,10 @@ def _model_config(args: argparse.Namespace, ckpt_config: Any | None):
     return config
 
 
-def _train_config(args: argparse.Namespace):
+def _train_config(args: argparse.Namespace, start_from: str | None = None):
+    """The training settings: the flags over the defaults (fine-tuning's with a start)."""
     from napari_zfocus.training.loop import TrainConfig
+    from napari_zfocus.training.recipe import fine_tune_settings
 
     minutes = args.minutes
     if minutes is None and args.steps is None:
@@ -190,6 +223,8 @@ def _train_config(args: argparse.Namespace):
         "validation_every": args.validate_every,
         "checkpoint_every": args.checkpoint_every,
         "threads": args.threads,
+        "photometric": args.photometric_augment,
+        **_train_from.fine_tune_flags(args),
     }
     return TrainConfig(
         out=Path(args.out),
@@ -199,18 +234,7 @@ def _train_config(args: argparse.Namespace):
         resume=args.resume,
         device=args.device,
         augment=not args.no_augment,
-        **{k: v for k, v in chosen.items() if v is not None},
-    )
-
-
-def _format_metrics(m: dict[str, float]) -> str:
-    if not m:
-        return "no validation (no held-out stacks)"
-    return (
-        f"median |error| {m['median_abs_error_um']:.2f} um, "
-        f"within +/-1 um {100 * m['within_1um']:.1f}% "
-        f"({int(m['n_images'])} images; argmax readout: "
-        f"{m['argmax_median_abs_error_um']:.2f} um, {100 * m['argmax_within_1um']:.1f}%)"
+        **fine_tune_settings(start_from, chosen),
     )
 
 
@@ -257,9 +281,15 @@ def _train_locked(args: argparse.Namespace, is_main: bool) -> int:
     from napari_zfocus.training.loop import CancelToken, train
 
     resumed = _resume_state(args)
+    # Resume wins over --from (the core checks that its run started from that model);
+    # a fresh --from loads the start model here, before the dataset is read.
+    start = _train_from.load_start(args.start_from) if (
+        args.start_from is not None and resumed is None) else None
+    start_from = args.start_from if resumed is None else (
+        args.start_from or resumed["train_config"].get("start_from"))
     dataset = read_dataset(args.dataset)
-    mc = _model_config(args, resumed["model_config"] if resumed is not None else None)
-    tc = _train_config(args)
+    mc = _model_config(args, resumed["model_config"] if resumed is not None else None, start)
+    tc = _train_config(args, start_from)
     cancel = CancelToken()
     with _StopSignals(cancel, is_main) as stop:
         try:
@@ -271,7 +301,7 @@ def _train_locked(args: argparse.Namespace, is_main: bool) -> int:
             return stop.exit_code
     if last is None or not is_main:
         return 0
-    return _print_summary(last, args, stopped_code=stop.exit_code)
+    return print_summary(last, args.json, stopped_code=stop.exit_code)
 
 
 class _StopSignals:
@@ -328,7 +358,7 @@ def _follow(events: Any, tc: Any, args: argparse.Namespace, is_main: bool) -> An
             elif ev.kind == "step" and bar is not None:
                 _update_bar(bar, tc, ev)
             elif ev.kind == "validation":
-                msg = f"step {ev.step}: validation {_format_metrics(ev.metrics)}"
+                msg = f"step {ev.step}: validation {format_metrics(ev.metrics)}"
                 if bar is not None:
                     bar.write(msg, file=sys.stderr)
                 else:
@@ -337,32 +367,6 @@ def _follow(events: Any, tc: Any, args: argparse.Namespace, is_main: bool) -> An
         if bar is not None:
             bar.close()
     return last
-
-
-def _print_summary(last: Any, args: argparse.Namespace, stopped_code: int = 130) -> int:
-    """The final summary (JSON or lines); ``stopped_code`` when stopped early, else 0."""
-    summary = {
-        "model": last.model_path,
-        "checkpoint": last.checkpoint_path,
-        "steps": last.step,
-        "elapsed_s": round(last.elapsed_s, 1),
-        "images_per_s": round(last.images_per_s or 0.0, 1),
-        "cancelled": last.kind == "cancelled",
-        "validation": last.metrics,
-        "calibration": last.calibration or None,
-    }
-    if args.json:
-        print(to_json_line(summary))
-    else:
-        print(f"model: {last.model_path} (checkpoint {last.checkpoint_path})")
-        print(f"steps: {last.step} in {last.elapsed_s:.0f} s "
-              f"({summary['images_per_s']:.1f} images/s)")
-        print(f"validation: {_format_metrics(last.metrics)}")
-        if last.message:
-            print(last.message)
-        if last.kind == "cancelled":
-            print("stopped early: continue with --resume")
-    return stopped_code if last.kind == "cancelled" else 0
 
 
 def _make_bar(tc, ev):

@@ -3,6 +3,9 @@
 Paper architecture: conv 10x10 (32) -> ReLU -> max-pool 5/5 -> conv 10x10 (64) -> ReLU ->
 max-pool 5/5 -> FC 1024 -> ReLU -> dropout 0.5 -> FC n_bins (softmax applied by the loss
 or the readout). 6.8 M parameters at 250 x 250 px input and 41 bins.
+
+:class:`CompactCNN` (``architecture="compact_cnn"``) is a smaller alternative for CPU
+budgets (see :data:`~napari_zfocus.model.config.COMPACT_SETTINGS`).
 """
 
 from __future__ import annotations
@@ -61,10 +64,51 @@ class PaperCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class CompactCNN(nn.Module):
+    """A compact alternative: strided 3x3 stages, global average pooling, a small head.
+
+    Each entry of ``config.conv_features`` is a stage: a ``kernel_size`` convolution with
+    stride ``pool_size`` then a second one at stride 1, each followed by batch-norm (when
+    ``config.batchnorm``) and ReLU. Global average pooling makes the readout the same
+    everywhere in the field (defocus is a property of the whole image, not of a place in
+    it) and keeps the head small whatever the input size. Input (N, 1, H, W), logits out.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        k, pad = config.kernel_size, config.kernel_size // 2
+        layers: list[nn.Module] = []
+        in_ch = 1
+        for feats in config.conv_features:
+            for stride, cin in ((config.pool_size, in_ch), (1, feats)):
+                layers.append(
+                    nn.Conv2d(cin, feats, k, stride=stride, padding=pad,
+                              bias=not config.batchnorm)
+                )
+                if config.batchnorm:
+                    layers.append(nn.BatchNorm2d(feats))
+                layers.append(nn.ReLU(inplace=True))
+            in_ch = feats
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(in_ch, config.fc_features),
+            nn.ReLU(inplace=True),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.fc_features, config.n_bins),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
 def build_network(config: ModelConfig) -> nn.Module:
     """Build the network that ``config.architecture`` names."""
     if config.architecture == "paper_cnn":
         return PaperCNN(config)
+    if config.architecture == "compact_cnn":
+        return CompactCNN(config)
     raise ValueError(f"unknown architecture {config.architecture!r}")  # validated by config
 
 

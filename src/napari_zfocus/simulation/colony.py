@@ -3,7 +3,8 @@
 The functions here act on a :class:`~.sample.Scene` (its methods :meth:`Scene.add_cells`
 and :meth:`Scene.grow` call them): :func:`place_cells` seeds colonies avoiding pillars and
 heavy overlap, :func:`grow_population` advances the cell cycle, division, flow drift and
-crowding by some hours.
+crowding by some hours. Rods (:mod:`.rods`) are placed and crowd like the other cells but
+elongate and split instead of budding.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from napari_zfocus.simulation.cells import Cells
+from napari_zfocus.simulation.cells import Cells, child_rng
+from napari_zfocus.simulation.rods import divide_rods, elongate_rods, make_rods
 
 if TYPE_CHECKING:
     from napari_zfocus.simulation.sample import SampleParams, Scene
@@ -49,6 +51,7 @@ def new_cells(
         bud_angle=rng.uniform(0, 2 * np.pi, n),
         phase=np.where(has_bud, rng.uniform(0.3, 0.95, n), rng.uniform(0.0, 0.3, n)),
         ceiling=np.zeros(n, dtype=bool),
+        rod=np.zeros(n, dtype=bool),
     )
 
 
@@ -85,6 +88,10 @@ def place_cells(
     box = region if region is not None else (-m, -m, w + m, h + m)
     new = new_cells(n, p, rng)
     new.ceiling = rng.random(n) < frac
+    if p.rod_fraction > 0:
+        # Rods draw from their own stream: without rods, placement is what it always was.
+        rod_rng = child_rng(rng)
+        make_rods(new, rod_rng.random(n) < p.rod_fraction, p, rod_rng)
     n_colonies = max(1, int(round(n / max(p.clusters, 1.0))))
     x0, y0, x1, y1 = box
     last = np.stack([rng.uniform(x0, x1, n_colonies), rng.uniform(y0, y1, n_colonies)], 1)
@@ -156,16 +163,18 @@ def grow_population(
     crowd = max(0.0, 1.0 - len(cells) / capacity)
     if len(cells):
         speed = crowd * rng.uniform(0.8, 1.2, len(cells))  # cells vary a little
-        cells.phase = cells.phase + dt_h / doubling_h * speed
-        # A bud appears at phase 0.3 and grows to ~0.8 of the mother's radius.
-        budding = cells.phase >= 0.3
+        step = dt_h / doubling_h * speed
+        cells.phase = cells.phase + step
+        elongate_rods(cells, step)
+        # A bud appears at phase 0.3 and grows to ~0.8 of the mother's radius (not on rods).
+        budding = (cells.phase >= 0.3) & ~cells.rod
         newly = budding & (cells.bud <= 0)
         angles = rng.uniform(0, 2 * np.pi, len(cells))
         cells.bud_angle = np.where(newly, angles, cells.bud_angle)
         cells.bud = np.where(budding, 0.2 + 0.6 * np.clip((cells.phase - 0.3) / 0.7, 0, 1), 0.0)
         # Daughters grow towards adult size.
         lo = p.cell_diameter_um[0] / 2
-        small = cells.radius < lo
+        small = (cells.radius < lo) & ~cells.rod
         grow = np.where(small, 1.0 + 0.25 * dt_h, 1.0)
         dc = cells.c * (grow - 1.0)
         cells.a, cells.b, cells.c = cells.a * grow, cells.b * grow, cells.c * grow
@@ -173,15 +182,17 @@ def grow_population(
         cells.z = np.where(cells.ceiling, cells.z - dc, cells.z + dc)
         cells.z = np.clip(cells.z, cells.c, np.maximum(cells.c, p.chamber_height_um - cells.c))
         divide_cells(scene, rng)
+        divide_rods(scene, rng)
     drift_cells(scene, dt_h, rng)
     relax_cells(scene)
     scene.version += 1
 
 
 def divide_cells(scene: Scene, rng: np.random.Generator) -> None:
-    """Cells at the end of their cycle release their bud as a new cell."""
+    """Cells at the end of their cycle release their bud as a new cell (rods: see
+    :func:`.rods.divide_rods`)."""
     cells = scene.cells
-    ready = np.flatnonzero(cells.phase >= 1.0)
+    ready = np.flatnonzero((cells.phase >= 1.0) & ~cells.rod)
     if ready.size == 0:
         return
     bx, by = cells.bud_centres()

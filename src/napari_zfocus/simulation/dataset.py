@@ -3,7 +3,10 @@
 ``OUT/stack_000.tif, ...`` (ImageJ hyperstacks with z-step and pixel size) and
 ``OUT/annotations.csv`` with ``stack,focus_index,z_step_um,pixel_size_um`` plus a few extra
 columns describing each stack (``n_cells`` in the field, ``ceiling_fraction``,
-``condenser_na``, ``photons``), handy for error analysis (e.g. failures on ceiling cells).
+``condenser_na``, ``photons``, and each optional knob in use: ``grow_hours``, the
+broad preset's ``chamber_height_um``, ``cell_diameter_um``, ``cell_dn``,
+``cell_absorption_per_um``, ``rod_fraction``, ``debris_per_100um2``, ``pillars``), handy for
+error analysis (e.g. failures on ceiling cells, on rods).
 """
 
 from __future__ import annotations
@@ -24,6 +27,18 @@ from napari_zfocus.simulation.simulated_stack import (
 )
 
 ProgressCallback = Callable[[int, int], None]
+
+#: Columns written only when the stack drew that knob, and how each is written.
+_OPTIONAL_COLUMNS = {
+    "grow_hours": "{:.2f}",
+    "chamber_height_um": "{:.2f}",
+    "cell_diameter_um": "{:.2f}",
+    "cell_dn": "{:.4f}",
+    "cell_absorption_per_um": "{:.4f}",
+    "rod_fraction": "{:.3f}",
+    "debris_per_100um2": "{:.3f}",
+    "pillars": "{:d}",
+}
 
 
 def stack_seed(seed: int, index: int) -> np.random.SeedSequence:
@@ -118,10 +133,7 @@ def _annotation(name: str, sim: SimulatedStack, params: SimulationParams) -> Ann
             "ceiling_fraction": f"{sim.drawn['ceiling_fraction']:.3f}",
             "condenser_na": f"{sim.drawn['condenser_na']:.3f}",
             "photons": f"{sim.drawn['photons']:.0f}",
-            **(
-                {"grow_hours": f"{sim.drawn['grow_hours']:.2f}"}
-                if "grow_hours" in sim.drawn
-                else {}
-            ),
+            **{k: fmt.format(sim.drawn[k]) for k, fmt in _OPTIONAL_COLUMNS.items()
+               if k in sim.drawn},
         },
     )

@@ -1,11 +1,14 @@
-"""The sample: budding yeast in a ~6 um microfluidic chamber with PDMS pillars.
+"""The sample: budding yeast (and optionally rods and debris) in a microfluidic chamber.
 
 A :class:`Scene` is one field of view of the chamber. It holds
 
 * cells as a structure of arrays (:class:`Cells`): centre (x, y) in um inside the field,
   centre height above the chamber floor, ellipsoid semi-axes, orientation, refractive-index
   excess, absorption, an optional vacuole and an optional bud;
+  optionally some of them rods (spherocylinders, :mod:`.rods`; ``SampleParams.rod_fraction``);
 * PDMS pillars (10 um cylinders on a 50 um grid) that span the whole chamber height;
+* optional debris (:mod:`.debris`; ``SampleParams.debris_per_100um2``): small absorbing or
+  high-index particles on the floor, on the ceiling and suspended in between;
 * a small tilt of the sample plane (the chamber is never perfectly level);
 * ``focus_height_um``: the height of the floor-cell layer (median centre height of the cells
   on the floor). Defocus z = 0 means the focal plane lies at this height.
@@ -30,8 +33,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from napari_zfocus.errors import ZFocusError
-from napari_zfocus.simulation.cells import Cells
+from napari_zfocus.simulation.cells import Cells, child_rng
 from napari_zfocus.simulation.colony import grow_population, place_cells
+from napari_zfocus.simulation.debris import Debris, random_debris
 from napari_zfocus.simulation.slabs import PDMS_DN, optical_layers
 
 # Cells, optical_layers and PDMS_DN moved to their own modules; importable here as before.
@@ -64,6 +68,16 @@ class SampleParams:
         Largest slope of the sample plane (um of height per um of x or y).
     clusters
         Mean number of cells per colony when placing cells (yeast grow in clusters).
+    rod_fraction
+        Fraction of the cells that are rods (spherocylinders lying flat; fission yeast,
+        large bacteria). 0 (default): none, and the scene is exactly what it was before
+        rods existed.
+    rod_length_um, rod_width_um
+        Ranges of rod length (cap to cap) and width, uniformly drawn.
+    debris_per_100um2
+        Mean number of debris particles per 100 um^2 of field (0: none, the default).
+    debris_diameter_um
+        Range of particle diameters (log-uniformly drawn).
     """
 
     n_cells: int = 40
@@ -78,6 +92,11 @@ class SampleParams:
     pillar_pitch_um: float = 50.0
     max_tilt: float = 0.004
     clusters: float = 6.0
+    rod_fraction: float = 0.0
+    rod_length_um: tuple[float, float] = (4.0, 14.0)
+    rod_width_um: tuple[float, float] = (2.0, 4.0)
+    debris_per_100um2: float = 0.0
+    debris_diameter_um: tuple[float, float] = (0.3, 2.0)
 
     def validate(self) -> None:
         """Raise :class:`ZFocusError` when a value is outside its physical range."""
@@ -94,6 +113,31 @@ class SampleParams:
             raise ZFocusError(
                 f"sample: chamber_height_um {self.chamber_height_um} is too low for "
                 f"{hi} um cells"
+            )
+        self._validate_features()
+
+    def _validate_features(self) -> None:
+        """The optional rods and debris."""
+        if not 0.0 <= self.rod_fraction <= 1.0:
+            raise ZFocusError(f"sample: rod_fraction must be in [0, 1], got {self.rod_fraction}")
+        for name in ("rod_length_um", "rod_width_um", "debris_diameter_um"):
+            lo, hi = getattr(self, name)
+            if not 0.0 < lo <= hi:
+                raise ZFocusError(f"sample: bad {name} range {getattr(self, name)}")
+        if self.rod_fraction > 0 and self.chamber_height_um < 0.8 * self.rod_width_um[1]:
+            raise ZFocusError(
+                f"sample: chamber_height_um {self.chamber_height_um} is too low for "
+                f"{self.rod_width_um[1]} um wide rods"
+            )
+        # 100 per 100 um^2 is a particle on every square micron: a solid layer of dirt.
+        if not 0.0 <= self.debris_per_100um2 <= 100.0:
+            raise ZFocusError(
+                f"sample: debris_per_100um2 must be in [0, 100], got {self.debris_per_100um2}"
+            )
+        if self.debris_diameter_um[1] > self.chamber_height_um:
+            raise ZFocusError(
+                f"sample: debris_diameter_um {self.debris_diameter_um} does not fit the "
+                f"{self.chamber_height_um} um chamber"
             )
 
 
@@ -121,6 +165,8 @@ class Scene:
         Current flow drift velocity (x, y) used by :meth:`grow`.
     margin_um
         Width of the band around the field that is also populated.
+    debris
+        Small particles (:mod:`.debris`); they stay put while the scene grows.
     """
 
     shape: tuple[int, int]
@@ -132,6 +178,7 @@ class Scene:
     focus_height_um: float = 2.0
     drift_um_per_h: np.ndarray = field(default_factory=lambda: np.zeros(2))
     margin_um: float = 8.0
+    debris: Debris = field(default_factory=Debris)
     version: int = 0  # bumped on every change so renderers can cache
 
     # ------------------------------------------------------------------ geometry
@@ -202,11 +249,19 @@ class Scene:
         h, w = scene.field_um
         area_ratio = (h + 2 * margin_um) * (w + 2 * margin_um) / (h * w)
         scene.add_cells(int(round(params.n_cells * area_ratio)), rng)
+        # Focus (defocus 0) is the mid-plane of the floor-cell layer: the median centre
+        # height of the cells on the floor. Rods are cells too: lying flat, their centre is
+        # their radius above the floor (like an ellipsoid's is its vertical semi-axis), so a
+        # field of rods focuses through their middle as yeast do. Debris are not cells and
+        # are not counted: specks do not move the plane a biologist focuses on.
         floor = ~scene.cells.ceiling
         if floor.any():
             scene.focus_height_um = float(np.median(scene.cells.z[floor]))
         else:  # no floor cells: where a typical one would be
             scene.focus_height_um = float(np.mean(params.cell_diameter_um) * 0.46 + 0.15)
+        if params.debris_per_100um2 > 0:
+            # Own stream: a scene without debris draws what it always drew.
+            scene.debris = random_debris(scene, child_rng(rng))
         scene.drift_um_per_h = rng.normal(0.0, 1.0, 2)
         return scene
 
@@ -275,6 +330,7 @@ class Scene:
             self,
             cells=self.cells.take(np.arange(len(self.cells))),
             pillars=self.pillars.copy(),
+            debris=self.debris.take(np.arange(len(self.debris))),
             drift_um_per_h=self.drift_um_per_h.copy(),
         )
 

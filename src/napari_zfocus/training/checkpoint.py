@@ -57,7 +57,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     payload["format"] = CHECKPOINT_FORMAT
     payload["version"] = CHECKPOINT_VERSION
     payload["model_config"] = json.dumps(state["model_config"].to_dict())
-    for key in ("train_config", "metrics"):
+    for key in ("train_config", "metrics", "best", "start_model"):
         if key in payload:
             payload[key] = json.dumps(payload[key])
     path = Path(path)
@@ -157,12 +157,33 @@ def _validate(state: dict[str, Any]) -> None:
     if rng is not None and not (isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8):
         raise ZFocusError("torch_rng must be a byte tensor")
     state["train_config"] = _json_dict(state, "train_config")
-    metrics = _json_dict(state, "metrics")
+    state["metrics"] = _check_metrics(_json_dict(state, "metrics"), "metric")
+    _validate_best(state, config)
+    state["start_model"] = _json_dict(state, "start_model")
+
+
+def _check_metrics(metrics: dict, what: str) -> dict:
     for key, value in metrics.items():
         # NaN is a legitimate metric value (json writes it), a string or a list is not.
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ZFocusError(f"metric {key!r} must be a number, got {value!r}")
-    state["metrics"] = metrics
+            raise ZFocusError(f"{what} {key!r} must be a number, got {value!r}")
+    return metrics
+
+
+def _validate_best(state: dict[str, Any], config: ModelConfig) -> None:
+    """The best validation so far (early stopping) and its weights, when saved."""
+    best = _json_dict(state, "best")
+    if best.get("step") is not None:
+        _check_number(best["step"], "best step", 0, MAX_STEP, integer=True)
+    for key in ("metrics", "start_metrics"):
+        if not isinstance(best.get(key, {}), dict):
+            raise ZFocusError(f"best {key} must be a JSON object")
+        _check_metrics(best.get(key, {}), f"best {key}")
+    state["best"] = best
+    if state.get("best_model") is not None:
+        problem = state_dict_problem(state["best_model"], config)
+        if problem is not None:
+            raise ZFocusError(f"best model state: {problem}")
 
 
 def _same_kind(saved: Any, fresh: Any) -> bool:

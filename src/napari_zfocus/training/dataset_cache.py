@@ -25,6 +25,7 @@ import torch
 from napari_zfocus.errors import DatasetError, ZFocusError
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.preprocess import prepare, resample
+from napari_zfocus.training.augment import photometric as augment_photometric
 
 
 @dataclass
@@ -103,7 +104,8 @@ def _slice_z(annotation: Any, n_slices: int) -> np.ndarray:
     return (np.arange(n_slices) - int(annotation.focus_index)) * float(annotation.z_step_um)
 
 
-def _in_range(z_um: np.ndarray, config: ModelConfig) -> np.ndarray:
+def slice_in_range(z_um: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """Which slices (of defocus ``z_um``) can be labelled: inside the model's z range."""
     # Half a bin of slack: the outermost bins' centres are z_min and z_max.
     half = 0.5 * config.bin_um
     return (z_um >= config.z_min_um - half) & (z_um <= config.z_max_um + half)
@@ -158,7 +160,7 @@ class TrainingData:
         self.config = config
         rows = []
         for s_idx, s in enumerate(self.stacks):
-            for z_idx in np.flatnonzero(_in_range(s.z_um, config)):
+            for z_idx in np.flatnonzero(slice_in_range(s.z_um, config)):
                 rows.append((s_idx, int(z_idx)))
         # Slices whose true z lies outside the model's range cannot be labelled: skipped.
         self.index = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
@@ -173,7 +175,12 @@ class TrainingData:
         return sum(s.data.nbytes for s in self.stacks)
 
     def sample(
-        self, rng: np.random.Generator, n: int, *, augment: bool = True
+        self,
+        rng: np.random.Generator,
+        n: int,
+        *,
+        augment: bool = True,
+        photometric: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw a random batch.
 
@@ -186,6 +193,9 @@ class TrainingData:
             Batch size.
         augment
             Random flip and 90-degree rotation (the 8 symmetries of the square).
+        photometric
+            Also the random camera / optics changes of
+            :func:`napari_zfocus.training.augment.photometric`.
 
         Returns
         -------
@@ -214,6 +224,8 @@ class TrainingData:
                     crop = crop[:, ::-1]
             out[i] = crop
             z[i] = s.z_um[z_idx]
+        if photometric:
+            augment_photometric(out, rng)
         return torch.from_numpy(zscore_images(out)).unsqueeze(1), torch.from_numpy(z)
 
 
@@ -258,7 +270,7 @@ def images_by_stack(
     for k, a in enumerate(annotations):
         stack = dataset.open_stack(a)
         z = _slice_z(a, stack.n_slices)
-        for idx in np.flatnonzero(_in_range(z, config)):
+        for idx in np.flatnonzero(slice_in_range(z, config)):
             pairs.append((a, stack, int(idx), float(z[idx]), k))
     if len(pairs) > max_images > 0:
         keep = np.unique(np.linspace(0, len(pairs) - 1, max_images).round().astype(int))

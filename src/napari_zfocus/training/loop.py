@@ -26,6 +26,13 @@ measured with ``benchmarks/bench_accuracy.py``:
 * the stacks are resampled once and kept in memory; batches are prepared by a
   background thread while the network computes; channels-last memory layout.
 
+Fine-tuning (``TrainConfig.start_from``): the run starts from a model file's weights (its
+:class:`ModelConfig` is the run's), validates it once before the first step, keeps the
+weights of the best validation (``keep_best``) and stops after ``patience`` validations
+without a better one; with too few stacks to hold any out it validates on the training
+stacks and says so (:mod:`~napari_zfocus.training.data_plan`,
+:mod:`~napari_zfocus.training.keep_best`, :mod:`~napari_zfocus.training.start_model`).
+
 Before the model file is written, the model is calibrated on the validation stacks
 (:mod:`~napari_zfocus.training.calibration_fit`): temperature, confidence map and the
 out-of-distribution reference go into the file.
@@ -139,6 +146,10 @@ def train(
         trainer = Trainer.create(_as_dataset(dataset), model_config, train_config, cancel, ctx,
                                  device, t_start)
         yield trainer.start_event()
+        if trainer.start_model is not None and not trainer.resumed and trainer.validates:
+            # The start model as it came, on the same images: what fine-tuning improves on.
+            metrics = trainer.validate()
+            yield trainer.event("validation", metrics=dict(metrics))
         yield from _steps(trainer)
         yield from _finish(trainer)
     finally:
@@ -185,9 +196,10 @@ def _steps(trainer: Trainer) -> Iterator[TrainEvent]:
     due = _Due(tc)
     try:
         while True:
-            now, stop_cancel = ddp.agree(trainer.elapsed(), trainer.cancel.cancelled, ctx,
-                                         trainer.device)
-            if stop_cancel or trainer.progress(now) >= 1.0:
+            # Rank 0 alone validates, so its early stop travels with the cancel flag.
+            wants_stop = trainer.cancel.cancelled or bool(trainer.stopped_early)
+            now, stop = ddp.agree(trainer.elapsed(), wants_stop, ctx, trainer.device)
+            if stop or trainer.progress(now) >= 1.0:
                 break
             if trainer.budget.schedule_t0 is None:
                 trainer.budget.schedule_t0 = now
@@ -201,6 +213,7 @@ def _steps(trainer: Trainer) -> Iterator[TrainEvent]:
             if trainer.validates and due.validation(trainer.step):
                 metrics = trainer.validate()
                 yield trainer.event("validation", loss=trainer.loss, metrics=dict(metrics))
+                trainer.stop_early()
             if ctx.is_main and due.checkpoint(trainer.step):
                 ck, _ = trainer.write_files(final=False)
                 due.last_checkpoint_t = time.perf_counter()
@@ -210,8 +223,12 @@ def _steps(trainer: Trainer) -> Iterator[TrainEvent]:
 
 
 def _finish(trainer: Trainer) -> Iterator[TrainEvent]:
-    """A last validation (unless just done), the model file, and ``done`` / ``cancelled``."""
-    cancelled = trainer.cancel.cancelled or not (trainer.progress() >= 1.0)
+    """A last validation (unless just done), the model file, and ``done`` / ``cancelled``.
+
+    An early stop (patience used up) is ``done``: the run ended as asked.
+    """
+    cancelled = trainer.cancel.cancelled or not (
+        trainer.progress() >= 1.0 or trainer.stopped_early)
     if trainer.validates and not cancelled and trainer.validated_at != trainer.step:
         metrics = trainer.validate()
         yield trainer.event("validation", loss=trainer.loss, metrics=dict(metrics))
@@ -228,4 +245,5 @@ def _finish(trainer: Trainer) -> Iterator[TrainEvent]:
         message=trainer.calibration_note,
         calibration=(dict(cal.fitted, temperature=cal.temperature, slope=cal.slope,
                           intercept=cal.intercept) if cal is not None else {}),
+        run_info=trainer.run_info(),
     )

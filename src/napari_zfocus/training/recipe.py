@@ -1,4 +1,4 @@
-"""Training recipes: the paper's settings, the fast default, and the validation cadence.
+"""Training recipes: the paper's settings, the fast default, fine-tuning, the validation cadence.
 
 The training dock (and any script) turns a handful of user choices into a validated
 :class:`~napari_zfocus.training.loop.TrainConfig` here, so the rules (what "paper recipe"
@@ -26,6 +26,27 @@ PAPER_RECIPE: dict[str, Any] = {
 #: Time budget of the fast recipe, minutes (a CPU budget: a usable model in minutes).
 FAST_MINUTES = 10.0
 
+#: What starting from a model on a few annotated stacks changes (``zfocus train --from``,
+#: the dock's "start from"); explicit settings win. A lower peak learning rate and a short
+#: warm-up keep what the start model knows instead of shaking it loose in the first
+#: steps; photometric augmentation keeps a few stacks from teaching one camera's look;
+#: the weights of the best validation are kept and a run that stopped improving stops;
+#: below 5 stacks none is held out (one held-out stack of 3 says little, and costs a
+#: third of the data): validation then runs on the training stacks and says so.
+FINE_TUNE_RECIPE: dict[str, Any] = {
+    "lr": 3e-4, "warmup_fraction": 0.02, "photometric": True, "keep_best": True,
+    "patience": 5, "holdout_min_stacks": 5,
+}
+
+
+def fine_tune_settings(start_from: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """:class:`TrainConfig` keywords: ``given`` (unset: ``None``) over the fine-tuning
+    defaults when starting from a model, else ``given`` alone (the plain defaults)."""
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if start_from is None:
+        return chosen
+    return {**FINE_TUNE_RECIPE, **chosen, "start_from": start_from}
+
 
 @dataclass(frozen=True)
 class RecipeForm:
@@ -42,8 +63,9 @@ class RecipeForm:
     batchnorm: bool
 
 
-def recipe_form(paper: bool) -> RecipeForm:
-    """The form values of the paper recipe (``paper``) or of the fast default recipe."""
+def recipe_form(paper: bool, fine_tune: bool = False) -> RecipeForm:
+    """The form values of the paper recipe (``paper``) or of the fast default recipe;
+    ``fine_tune`` (starting from a model): the fast recipe at the fine-tuning rate."""
     if paper:
         model = ModelConfig()
         return RecipeForm(
@@ -56,7 +78,9 @@ def recipe_form(paper: bool) -> RecipeForm:
     defaults = TrainConfig()
     start = ModelConfig.recommended()
     return RecipeForm(
-        batch=defaults.batch, lr=defaults.lr, steps=0, minutes=FAST_MINUTES,
+        batch=defaults.batch,
+        lr=float(FINE_TUNE_RECIPE["lr"]) if fine_tune else defaults.lr,
+        steps=0, minutes=FAST_MINUTES,
         pixel_size_um=start.pixel_size_um, batchnorm=start.batchnorm,
     )
 
@@ -79,11 +103,14 @@ def build_train_config(
     seed: int,
     paper: bool = False,
     resume: bool = False,
+    start_from: str | None = None,
 ) -> TrainConfig:
     """A validated :class:`TrainConfig` from the dock's choices.
 
     ``steps`` / ``minutes`` of 0 or None mean "no limit". The paper recipe adds its
-    initialisation and one-hot labels.
+    initialisation and one-hot labels. ``start_from`` (``"base"`` or a model file)
+    adds :data:`FINE_TUNE_RECIPE` except the learning rate, which the dock shows and
+    sets itself (:func:`recipe_form` with ``fine_tune``).
 
     Raises
     ------
@@ -94,19 +121,18 @@ def build_train_config(
 
     if not str(out).strip():
         raise ZFocusError("choose the model file to write")
-    extra = {}
+    extra: dict[str, Any] = {"lr": lr}
     if paper:
-        extra = {"init": PAPER_RECIPE["init"], "label_sigma_um": PAPER_RECIPE["label_sigma_um"]}
+        extra.update(init=PAPER_RECIPE["init"], label_sigma_um=PAPER_RECIPE["label_sigma_um"])
     config = TrainConfig(
         out=Path(str(out).strip()),
         validation_every=validation_every_for(steps or None),
         steps=steps or None,
         minutes=minutes or None,
         batch=batch,
-        lr=lr,
         seed=seed,
         resume=resume,
-        **extra,
+        **fine_tune_settings(start_from, extra),
     )
     config.validate()
     return config

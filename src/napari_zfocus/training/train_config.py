@@ -69,6 +69,23 @@ class TrainConfig:
     time (counted from the start of the first run, data loading included), whichever
     comes first; the learning-rate schedule spans the same budget. Resuming continues
     towards the same budget: raise it to train longer.
+
+    Starting from a model and few stacks (fine-tuning; the defaults of
+    :data:`napari_zfocus.training.recipe.FINE_TUNE_RECIPE` set them):
+
+    ``start_from``
+        ``"base"`` (the packaged base model) or a model file: its weights are the start,
+        its :class:`ModelConfig` must be the run's. ``None``: random initialisation.
+    ``keep_best``
+        Write the weights of the best validation (lowest median |error|, then most
+        within +/-1 um) into the model file instead of the last ones.
+    ``patience``
+        Stop after this many validations without improvement (0: never).
+    ``holdout_min_stacks``
+        Hold out validation stacks only from this many annotated stacks on; with fewer,
+        train on all of them and validate on their own images (``keep_best`` and
+        ``patience`` are then off: such a validation cannot pick a best). 0: hold out
+        from 2 stacks on, as before this setting existed.
     """
 
     out: str | Path = "model.zfm"
@@ -82,6 +99,11 @@ class TrainConfig:
     label_sigma_um: float = 1.0
     init: str = "default"
     augment: bool = True
+    photometric: bool = False
+    start_from: str | None = None
+    keep_best: bool = False
+    patience: int = 0
+    holdout_min_stacks: int = 0
     seed: int = 0
     val_fraction: float = 0.1
     val_max_images: int = 400
@@ -127,10 +149,19 @@ class TrainConfig:
         check_number(self.checkpoint_every_s, "checkpoint_every_s", lo=0,
                      hi=TRAIN_MAX_MINUTES * 60, strict=True)
         _check_int(self.seed, "seed", 0, TRAIN_MAX_SEED)
+        if self.start_from is not None and (
+            not isinstance(self.start_from, str) or not self.start_from.strip()
+        ):
+            raise ZFocusError(
+                f"start_from must be 'base' or a model file, got {self.start_from!r}"
+            )
+        _check_int(self.patience, "patience", 0, TRAIN_MAX_STEPS)
+        _check_int(self.holdout_min_stacks, "holdout_min_stacks", 0, TRAIN_MAX_STEPS)
         if self.threads is not None:
             _check_int(self.threads, "threads", 1, TRAIN_MAX_THREADS)
         check_choice(self.init, "init", INITS)
-        for name in ("augment", "resume", "channels_last", "amp", "prefetch"):
+        for name in ("augment", "photometric", "keep_best", "resume", "channels_last", "amp",
+                     "prefetch"):
             if not isinstance(getattr(self, name), bool):
                 raise ZFocusError(f"{name} must be true or false, got {getattr(self, name)!r}")
         check_device(self.device, "device")
@@ -175,6 +206,12 @@ class TrainEvent:
     calibration
         ``done`` / ``cancelled``: the calibration's numbers and how it was fitted (see
         :mod:`~napari_zfocus.training.calibration_fit`); empty when uncalibrated.
+    run_info
+        ``start``, ``done`` and ``cancelled``: what the run validated on
+        (``validation_on``), the model it started from (``start_model``, ``None`` from
+        scratch) and its validation before the first step (``start_validation``);
+        ``done`` / ``cancelled`` also which weights the model file holds (``kept_step``,
+        ``kept``) and why it stopped before its budget (``stopped_early``, "" if not).
     """
 
     kind: str
@@ -190,6 +227,7 @@ class TrainEvent:
     model_path: str | None = None
     message: str = ""
     calibration: dict[str, Any] = field(default_factory=dict)
+    run_info: dict[str, Any] = field(default_factory=dict)
 
 
 class CancelToken:

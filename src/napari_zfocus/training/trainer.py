@@ -1,7 +1,8 @@
 """One training run's state and its parts: set-up, resume, one optimiser step, files.
 
 :func:`napari_zfocus.training.loop.train` builds a :class:`Trainer` with
-:meth:`Trainer.create` (output check, resume state, data, network) and then drives it
+:meth:`Trainer.create` (output check, resume state or start model, data, network; see
+:mod:`~napari_zfocus.training.run_setup`) and then drives it
 step by step; everything a step, a validation or a checkpoint needs lives here, so each
 part of the loop is a short method instead of one long function.
 """
@@ -19,132 +20,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_zfocus.errors import ModelFileError, ZFocusError
+from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.calibration import MIN_CALIBRATION_IMAGES, Calibration
 from napari_zfocus.model.config import ModelConfig
-from napari_zfocus.model.network import build_network, init_paper_weights
 from napari_zfocus.training import ddp
 from napari_zfocus.training.calibration_fit import (
     calibrate_network,
     describe_calibration,
     reference_features,
 )
-from napari_zfocus.training.checkpoint import (
-    checkpoint_path,
-    config_differences,
-    load_checkpoint,
-    save_checkpoint,
-)
-from napari_zfocus.training.dataset_cache import (
-    TrainingData,
-    load_training_data,
-    split_by_stack,
-    validation_images,
-)
+from napari_zfocus.training.checkpoint import checkpoint_path, save_checkpoint
+from napari_zfocus.training.keep_best import BestWeights
 from napari_zfocus.training.labels import soft_cross_entropy, soft_targets
+from napari_zfocus.training.run_setup import (
+    RunData,
+    RunNetwork,
+    build_run_network,
+    check_writable,
+    load_run_data,
+    read_resume,
+    read_start,
+)
 from napari_zfocus.training.schedule import Budget
 from napari_zfocus.training.train_config import CancelToken, TrainConfig, TrainEvent
 from napari_zfocus.training.validation_metrics import predict_logits, validation_metrics
 
 __all__ = ["Trainer"]
-
-
-def check_writable(out: Path) -> None:
-    """Fail early (before minutes of training) if the model file cannot be written."""
-    if out.is_dir():
-        raise ZFocusError(f"{out}: is a folder; give a model file name such as model.zfm")
-    parent = out.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = parent / f".{out.name}.write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ZFocusError(
-            f"{out}: cannot write the model file here ({exc.strerror or exc})"
-        ) from None
-
-
-def _autocast(device: torch.device, enabled: bool) -> tuple[Any, torch.dtype | None]:
-    if device.type == "cuda" and enabled:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype), dtype
-    return torch.autocast(device.type, enabled=False), None
-
-
-def _read_resume(ckpt_file: Path, mc: ModelConfig) -> dict[str, Any]:
-    """The checkpoint to resume from; :class:`ModelFileError` if it is for another network."""
-    resumed = load_checkpoint(ckpt_file)
-    diff = config_differences(resumed["model_config"], mc)
-    if diff:
-        raise ModelFileError(
-            f"{ckpt_file}: checkpoint was trained with a different model config "
-            f"({'; '.join(diff)}); train without resume or choose another output"
-        )
-    return resumed
-
-
-@dataclass
-class _Data:
-    """The cached training images and the held-out validation images."""
-
-    train: TrainingData
-    train_ann: list[Any]
-    val_ann: list[Any]
-    val_x: torch.Tensor
-    val_z: np.ndarray
-
-
-def _load_data(dataset: Any, mc: ModelConfig, tc: TrainConfig, is_main: bool) -> _Data:
-    """Split the annotated stacks, cache the training slices, prepare validation images."""
-    root = getattr(dataset, "root", "dataset")
-    annotations = list(dataset.annotations)
-    if not annotations:
-        raise ZFocusError(f"{root}: no annotated stacks")
-    train_ann, val_ann = split_by_stack(annotations, tc.val_fraction, tc.seed)
-    data = load_training_data(dataset, train_ann, mc)
-    if len(data) == 0:
-        raise ZFocusError(
-            f"{root}: no training slice lies inside the model's "
-            f"z range {mc.z_min_um:g}..{mc.z_max_um:g} um"
-        )
-    if is_main and val_ann:
-        val_x, val_z = validation_images(dataset, val_ann, mc, tc.val_max_images)
-    else:
-        val_x, val_z = torch.empty(0), np.empty(0)
-    return _Data(data, train_ann, val_ann, val_x, val_z)
-
-
-@dataclass
-class _Network:
-    """The network, its optimiser and the mixed-precision helpers."""
-
-    net: nn.Module
-    opt: torch.optim.Optimizer
-    scaler: Any
-    autocast: Any
-
-
-def _build_network(
-    mc: ModelConfig, tc: TrainConfig, device: torch.device, resumed: dict[str, Any] | None
-) -> _Network:
-    """Same seed on every rank (DDP also broadcasts rank 0's); a resume loads its state."""
-    torch.manual_seed(tc.seed)
-    net = build_network(mc)
-    if tc.init == "paper":
-        init_paper_weights(net)
-    net.to(device)
-    if tc.channels_last:
-        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    opt = torch.optim.Adam(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    autocast, amp_dtype = _autocast(device, tc.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    if resumed is not None:
-        net.load_state_dict(resumed["model"])
-        opt.load_state_dict(resumed["optimizer"])
-        if resumed.get("scaler"):
-            scaler.load_state_dict(resumed["scaler"])
-    return _Network(net, opt, scaler, autocast)
 
 
 @dataclass
@@ -158,10 +59,11 @@ class Trainer:
     ctx: ddp.DistContext
     device: torch.device
     t_start: float
-    data: _Data
-    network: _Network
+    data: RunData
+    network: RunNetwork
     model: nn.Module  # the network, wrapped by DDP under torchrun
     budget: Budget
+    best: BestWeights  # early stopping on validation
     step: int = 0
     elapsed_before: float = 0.0
     resumed: bool = False
@@ -171,13 +73,19 @@ class Trainer:
     images_per_s: float | None = None  # recent throughput, all processes together
     calibration: Calibration | None = None  # fitted before the model file is written
     calibration_note: str = ""  # one line: what it did, or why there is none
+    start_model: dict[str, Any] | None = None  # the record of the model it started from
+    start_metrics: dict[str, float] = field(default_factory=dict)  # before the 1st step
+    stopped_early: str = ""  # why it stopped before its budget ("" if it did not)
+    kept_step: int | None = None  # whose weights the model file holds
+    kept: str = ""  # and why, for people
 
     @classmethod
     def create(
         cls, dataset: Any, mc: ModelConfig, tc: TrainConfig, cancel: CancelToken,
         ctx: ddp.DistContext, device: torch.device, t_start: float,
     ) -> Trainer:
-        """Check the output, read the resume state, load the data, build the network."""
+        """Check the output, read the resume state or the start model, check and load the
+        data, build the network (see :mod:`~napari_zfocus.training.run_setup`)."""
         out = Path(tc.out)
         if ctx.is_main:
             check_writable(out)
@@ -186,20 +94,34 @@ class Trainer:
             torch.set_num_threads(
                 tc.threads or max(1, (os.cpu_count() or 1) // ctx.local_world_size)
             )
-        resumed = _read_resume(checkpoint_path(out), mc) if tc.resume else None
-        data = _load_data(dataset, mc, tc, ctx.is_main)
-        network = _build_network(mc, tc, device, resumed)
+        resumed = read_resume(checkpoint_path(out), mc, tc) if tc.resume else None
+        start = read_start(tc, mc, resumed is not None)  # before minutes of data loading
+        data = load_run_data(dataset, mc, tc, ctx.is_main)
+        network = build_run_network(mc, tc, device, resumed, start)
+        # Validation on the training stacks' own images cannot tell over-fitting: no best.
+        honest = not data.plan.on_training
+        best = BestWeights(keep=tc.keep_best and honest,
+                           patience=tc.patience if honest else 0)
         trainer = cls(
             dataset, mc, tc, cancel, ctx, device, t_start, data, network,
-            model=ddp.wrap(network.net, ctx, device), budget=Budget.of(tc),
+            model=ddp.wrap(network.net, ctx, device), budget=Budget.of(tc), best=best,
         )
+        if start is not None:
+            trainer.start_model = start.record
         if resumed is not None:
-            trainer.step = int(resumed["step"])
-            trainer.elapsed_before = float(resumed["elapsed_s"])
-            trainer.budget.schedule_t0 = resumed.get("schedule_t0_s")
-            trainer.resumed = True
-            trainer.last_metrics = dict(resumed.get("metrics") or {})
+            trainer._resume(resumed)
         return trainer
+
+    def _resume(self, resumed: dict[str, Any]) -> None:
+        """Take over a checkpoint's counters, metrics, start record and best validation."""
+        self.step = int(resumed["step"])
+        self.elapsed_before = float(resumed["elapsed_s"])
+        self.budget.schedule_t0 = resumed.get("schedule_t0_s")
+        self.resumed = True
+        self.last_metrics = dict(resumed.get("metrics") or {})
+        self.start_model = dict(resumed.get("start_model") or {}) or None
+        self.start_metrics = dict((resumed.get("best") or {}).get("start_metrics") or {})
+        self.best.resume_from(resumed)
 
     # -- time and events ------------------------------------------------------------
 
@@ -227,8 +149,23 @@ class Trainer:
             f"device {self.device}"
             + (f" x {ctx.world_size} processes" if ctx.distributed else "")
             + (f"; resumed at step {self.step}" if self.resumed else "")
+            + (f"; starting from {self.start_model['file']}" if self.start_model else "")
+            + f"; validation on {d.plan.validation_on}"
         )
-        return self.event("start", message=message, metrics=dict(self.last_metrics))
+        return self.event("start", message=message, metrics=dict(self.last_metrics),
+                          run_info=self.run_info())
+
+    def run_info(self) -> dict[str, Any]:
+        """What the run validates on, where it started, and which weights it keeps."""
+        info: dict[str, Any] = {
+            "validation_on": self.data.plan.validation_on,
+            "start_model": self.start_model,
+            "start_validation": dict(self.start_metrics),
+        }
+        if self.kept_step is not None:
+            info.update(kept_step=self.kept_step, kept=self.kept,
+                        stopped_early=self.stopped_early)
+        return info
 
     # -- one step ---------------------------------------------------------------------
 
@@ -236,7 +173,9 @@ class Trainer:
         """The batch of step ``k``: a pure function of (seed, rank, k)."""
         tc = self.tc
         rng = np.random.default_rng([tc.seed, self.ctx.rank, k])
-        x, z = self.data.train.sample(rng, tc.batch, augment=tc.augment)
+        x, z = self.data.train.sample(
+            rng, tc.batch, augment=tc.augment, photometric=tc.photometric
+        )
         return x, soft_targets(z, self.mc, tc.label_sigma_um)
 
     def optimiser_step(self, x: torch.Tensor, target: torch.Tensor, lr: float) -> float:
@@ -285,7 +224,30 @@ class Trainer:
                                 channels_last=self.tc.channels_last)
         self.last_metrics = validation_metrics(logits, self.data.val_z, self.mc)
         self.validated_at = self.step
+        if self.step == 0 and not self.resumed:
+            self.start_metrics = dict(self.last_metrics)  # the start model, as it came
+        self.best.offer(self.step, self.last_metrics, ddp.unwrap(self.model))
         return self.last_metrics
+
+    def stop_early(self) -> bool:
+        """Whether to stop before the budget: ``patience`` validations without a better
+        one (sets :attr:`stopped_early`)."""
+        if self.best.exhausted and not self.stopped_early:
+            self.stopped_early = (
+                f"stopped early at step {self.step}: no better validation in "
+                f"{self.best.since_best} checks since step {self.best.step}")
+        return bool(self.stopped_early)
+
+    def _keep_weights(self) -> None:
+        """Before the model file: put the best validation's weights back (``keep_best``)."""
+        if self.best.restore(ddp.unwrap(self.model)):
+            self.kept_step, self.last_metrics = self.best.step, dict(self.best.metrics)
+            self.kept = f"best validation (step {self.kept_step})"
+            return
+        self.kept_step, self.kept = self.step, "last step"
+        if self.tc.keep_best:
+            self.kept += (" (validation on the training stacks cannot pick the best)"
+                          if self.data.plan.on_training else " (no validation)")
 
     def calibrate(self) -> Calibration | None:
         """Fit the calibration on the validation stacks (rank 0), before the model file.
@@ -294,6 +256,12 @@ class Trainer:
         model) with too few validation images.
         """
         d = self.data
+        if d.plan.on_training:  # confidence fitted on seen images would be overconfident
+            self.calibration = None
+            self.calibration_note = (
+                "not calibrated: it validated on its training stacks (too few to hold "
+                "out); run zfocus calibrate MODEL DATASET on other annotated stacks")
+            return None
         if not self.validates or len(d.val_z) < MIN_CALIBRATION_IMAGES:
             self.calibration = None
             self.calibration_note = (
@@ -327,6 +295,7 @@ class Trainer:
             return str(ckpt_file), None
         from napari_zfocus.model.io import save_model
 
+        self._keep_weights()  # after the checkpoint, which keeps the last ones for resume
         save_model(out, ddp.unwrap(self.model), self.mc, metadata=self._model_metadata(),
                    calibration=self.calibrate())
         return str(ckpt_file), str(out)
@@ -344,6 +313,8 @@ class Trainer:
             "train_config": self.tc.to_dict(),
             "metrics": self.last_metrics,
             "torch_rng": torch.get_rng_state(),
+            "start_model": self.start_model or {},
+            **self.best.checkpoint_entries(start_metrics=self.start_metrics),
         }
 
     def _model_metadata(self) -> dict[str, Any]:
@@ -361,5 +332,6 @@ class Trainer:
                 "train_config": tc.to_dict(),
                 "validation": self.last_metrics,
                 "cancelled": self.cancel.cancelled,
+                **self.run_info(),
             }
         }

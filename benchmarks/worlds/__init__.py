@@ -1,0 +1,1 @@
+"""Independent test worlds: forward models the project's simulator did not write (issue #12)."""

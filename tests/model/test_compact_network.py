@@ -1,0 +1,55 @@
+"""The compact CNN: its size is known before it is built, it saves and loads like the paper's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from napari_zfocus.errors import ZFocusError
+from napari_zfocus.model.config import ModelConfig, _network_size
+from napari_zfocus.model.io import load_model, save_model
+from napari_zfocus.model.network import CompactCNN, build_network, count_parameters
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"batchnorm": False}, {"conv_features": (8, 16), "pixel_size_um": 1.2},
+     {"field_um": 30.0, "fc_features": 32}],
+)
+def test_size_estimate_matches_the_network(overrides) -> None:
+    config = ModelConfig.compact(**overrides)
+    net = build_network(config)
+    assert isinstance(net, CompactCNN)
+    assert _network_size(config)[0] == count_parameters(net)
+    out = net.eval()(torch.zeros(2, 1, config.input_px, config.input_px))
+    assert out.shape == (2, config.n_bins)
+
+
+def test_the_readout_does_not_depend_on_where_the_cells_are() -> None:
+    """Global pooling: a field and its circular shift give (nearly) the same logits."""
+    torch.manual_seed(0)
+    config = ModelConfig.compact(field_um=32.0, pixel_size_um=1.0)
+    net = build_network(config).eval()
+    x = torch.randn(1, 1, 32, 32)
+    shifted = torch.roll(x, shifts=(16, 16), dims=(2, 3))
+    a, b = net(x), net(shifted)
+    assert torch.corrcoef(torch.stack([a.ravel(), b.ravel()]))[0, 1] > 0.9
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    config = ModelConfig.compact(conv_features=(8, 16), fc_features=16)
+    net = build_network(config).eval()
+    path = save_model(tmp_path / "compact.zfm", net, config, metadata={})
+    loaded = load_model(path)
+    assert loaded.config.architecture == "compact_cnn"
+    x = torch.randn(2, 1, config.input_px, config.input_px)
+    with torch.no_grad():
+        assert torch.equal(net(x), loaded.net(x))
+
+
+def test_a_too_small_input_is_refused() -> None:
+    with pytest.raises(ZFocusError, match="too small"):
+        ModelConfig.compact(field_um=6.0)  # 10 px for 4 stride-2 stages (16 px needed)
