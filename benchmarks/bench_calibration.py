@@ -35,13 +35,15 @@ import json
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from worlds.sim_worlds import simulate_folder  # noqa: E402
+
 DEMO = ROOT / "src" / "napari_zfocus" / "resources" / "demo_model.zfm"
 
 #: The demo model's colonies (docs/scripts/make_demo_model.sh): 15-60 cells grown 0-24 h.
@@ -62,24 +64,7 @@ WRONG_PIXEL_SIZES = (0.30, 0.19)
 def simulate(folder: Path, n_stacks: int, seed: int, sim: dict[str, Any] | None = None,
              sample: dict[str, Any] | None = None, optics: dict[str, Any] | None = None) -> Path:
     """Simulate ``folder`` unless it already holds ``n_stacks`` annotated stacks."""
-    from napari_zfocus.data import read_dataset
-    from napari_zfocus.simulation import (
-        OpticsParams,
-        SampleParams,
-        SimulationParams,
-        simulate_dataset,
-    )
-
-    csv = folder / "annotations.csv"
-    if csv.is_file() and len(read_dataset(folder, check_stacks=False).annotations) == n_stacks:
-        return folder
-    params = SimulationParams(sample=SampleParams(**(sample or {})),
-                              optics=OpticsParams(**(optics or {})), **(sim or {}))
-    t = time.perf_counter()
-    simulate_dataset(folder, n_stacks, seed=seed, params=params, overwrite=True)
-    print(f"simulated {folder.name}: {n_stacks} stacks in {time.perf_counter() - t:.0f} s",
-          file=sys.stderr)
-    return folder
+    return simulate_folder(folder, n_stacks, seed, sim, sample, optics)
 
 
 def declared_as(src: Path, dst: Path, pixel_size_um: float) -> Path:

@@ -58,6 +58,27 @@ WORLDS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
 
 def make_world(name: str, folder: Path, n_stacks: int, seed: int) -> Path:
     """Simulate world ``name`` into ``folder`` unless it already holds ``n_stacks`` stacks."""
+    from napari_zfocus.simulation import SimulationParams
+
+    sim, sample, optics = WORLDS[name]
+    params = SimulationParams.broad() if name == "broad" else None
+    return simulate_folder(folder, n_stacks, seed, sim, sample, optics, params=params,
+                           label=name)
+
+
+def simulate_folder(
+    folder: Path,
+    n_stacks: int,
+    seed: int,
+    sim: dict[str, Any] | None = None,
+    sample: dict[str, Any] | None = None,
+    optics: dict[str, Any] | None = None,
+    *,
+    params: Any = None,
+    label: str | None = None,
+) -> Path:
+    """Simulate ``folder`` (``params``, or the defaults with these overrides) unless it holds
+    ``n_stacks`` annotated stacks already."""
     from napari_zfocus.data import read_dataset
     from napari_zfocus.simulation import (
         OpticsParams,
@@ -69,17 +90,13 @@ def make_world(name: str, folder: Path, n_stacks: int, seed: int) -> Path:
     csv = folder / "annotations.csv"
     if csv.is_file() and len(read_dataset(folder, check_stacks=False).annotations) == n_stacks:
         return folder
-    sim, sample, optics = WORLDS[name]
-    if name == "broad":
-        params = SimulationParams.broad()
-    else:
-        params = SimulationParams(
-            sample=SampleParams(**sample), optics=OpticsParams(**optics), **sim
-        )
+    if params is None:
+        params = SimulationParams(sample=SampleParams(**(sample or {})),
+                                  optics=OpticsParams(**(optics or {})), **(sim or {}))
     start = time.perf_counter()
     simulate_dataset(folder, n_stacks, seed=seed, params=params, overwrite=True)
-    print(f"simulated {name}: {n_stacks} stacks in {time.perf_counter() - start:.0f} s",
-          file=sys.stderr)
+    print(f"simulated {label or folder.name}: {n_stacks} stacks in "
+          f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
     return folder
 
 

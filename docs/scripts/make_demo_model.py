@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from napari_zfocus.model.io import load_model, save_model
+from _ship_model import ship
 
 DEMO = (Path(__file__).resolve().parents[2]
         / "src" / "napari_zfocus" / "resources" / "demo_model.zfm")
@@ -26,15 +24,7 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="trained model file (.zfm)")
     parser.add_argument("--out", type=Path, default=DEMO)
     args = parser.parse_args()
-    loaded = load_model(args.model)
-    metadata = dict(loaded.metadata)
-    metadata["demo_model"] = {
-        "made_by": "docs/scripts/make_demo_model.py",
-        "source_model": args.model.name,
-        "weights": "float16",
-    }
-    save_model(args.out, loaded.net, loaded.config, metadata, weights_dtype=torch.float16)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+    ship(args.model, args.out, "demo_model", "docs/scripts/make_demo_model.py")
 
 
 if __name__ == "__main__":
