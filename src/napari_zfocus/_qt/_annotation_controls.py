@@ -113,7 +113,7 @@ class AnnotationControls(QWidget):
         self.base_model_button = QPushButton("Use base model")
         self.base_model_button.setToolTip(
             "Suggest with the packaged base model: the slice whose predicted z is nearest 0")
-        self.model_label = QLabel("suggestions: bright-field contrast dip")
+        self.model_label = QLabel("suggestions: bright-field sign flip")
         self.model_label.setWordWrap(True)
         model_row = _row(self.model_button, self.base_model_button)
         model_row.addWidget(self.model_label, 1)

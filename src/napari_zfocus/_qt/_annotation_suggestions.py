@@ -22,7 +22,7 @@ from napari_zfocus.model.base_model import base_model_installed, base_model_path
 if TYPE_CHECKING:
     from napari_zfocus._qt.annotation_widget import AnnotationWidget
 
-_CLASSIC = "suggestions: bright-field contrast dip"
+_CLASSIC = "suggestions: bright-field sign flip"
 
 
 class Suggestions:

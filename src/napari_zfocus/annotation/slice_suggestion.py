@@ -42,7 +42,7 @@ def suggest_slice(
 ) -> SliceSuggestion:
     """Suggest the in-focus slice of the stack at ``path``.
 
-    Without a model: the bright-field contrast dip of
+    Without a model: the bright-field suggestion (sign flip, else contrast dip) of
     :func:`napari_zfocus.annotation.suggestion.suggest_focus`. With a model
     (:class:`napari_zfocus.model.inference.Predictor`): the slice whose predicted z is
     nearest 0. Reads the whole stack; meant for a worker thread.
