@@ -48,6 +48,8 @@ from napari_zfocus.errors import StackError, describe
 from .focus_scores import FOCUS_SCORES
 from .sign_flip import mirror_slice, sign_flip_focus
 
+#: Width (um) of the slow background removed from every slice (vignetting, uneven light).
+BACKGROUND_UM = 8.0
 #: Default z-step (um) assumed when the stack does not say.
 DEFAULT_Z_STEP_UM = 1.0
 #: Default pixel size (um) assumed when the stack does not say (the paper's 4x input).
@@ -106,7 +108,7 @@ def contrast_profile(
     pixel_size_um: float = DEFAULT_PIXEL_SIZE_UM,
     *,
     denoise_um: float = 0.0,
-    background_um: float = 8.0,
+    background_um: float = BACKGROUND_UM,
 ) -> np.ndarray:
     """Coefficient of variation of each slice after denoising and background removal.
 
@@ -125,12 +127,21 @@ def contrast_profile(
     fine = max(denoise_um / pixel_size_um, 0.0)
     coarse = background_um / pixel_size_um
     for index, image in enumerate(stack):
-        smooth = ndimage.gaussian_filter(image, fine) if fine > 0 else image
-        background = _smooth_background(image, coarse)
-        mean = float(background.mean())
-        detail = smooth - background
-        out[index] = float(detail.std()) / mean if mean > 0 else 0.0
+        detail, mean = _detail(image, fine, coarse)
+        out[index] = _variation(detail, mean)
     return out
+
+
+def _detail(image: np.ndarray, fine_px: float, coarse_px: float) -> tuple[np.ndarray, float]:
+    """The (optionally denoised) image minus its slow background, and that background's mean."""
+    smooth = ndimage.gaussian_filter(image, fine_px) if fine_px > 0 else image
+    background = _smooth_background(image, coarse_px)
+    return smooth - background, float(background.mean())
+
+
+def _variation(detail: np.ndarray, mean: float) -> float:
+    """Coefficient of variation of a slice's detail (0 for a non-positive background)."""
+    return float(detail.std()) / mean if mean > 0 else 0.0
 
 
 def _slice_evidence(image: np.ndarray, pixel_size_um: float) -> tuple[float, np.ndarray]:
@@ -138,11 +149,8 @@ def _slice_evidence(image: np.ndarray, pixel_size_um: float) -> tuple[float, np.
 
     One background removal serves both (it is the expensive step).
     """
-    background = _smooth_background(image, 8.0 / pixel_size_um)
-    mean = float(background.mean())
-    detail = image - background
-    contrast = float(detail.std()) / mean if mean > 0 else 0.0
-    return contrast, mirror_slice(detail, mean)
+    detail, mean = _detail(image, 0.0, BACKGROUND_UM / pixel_size_um)
+    return _variation(detail, mean), mirror_slice(detail, mean)
 
 
 def _smooth_background(image: np.ndarray, sigma_px: float) -> np.ndarray:
