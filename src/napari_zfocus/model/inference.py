@@ -5,7 +5,8 @@ raw frame to a z estimate is kept short: centre crop in the frame's own pixels (
 one float conversion of the crop, average pooling, in-place normalisation, a forward pass
 in ``torch.inference_mode`` with channels-last weights, and a numpy readout.
 Optional ``torch.compile`` roughly halves the forward pass on CPU and falls back to eager
-mode if compilation fails. On CUDA the forward pass runs under autocast (float16).
+mode if compilation fails. On CUDA the forward pass runs under autocast (float16); these
+runtime settings are :mod:`.torch_runtime`'s, the :class:`Prediction` type :mod:`.prediction`'s.
 
 Tiled prediction (:meth:`Predictor.predict_tiles`) slides the model's field over a large
 frame and returns a :class:`FocusMap` whose geometry is in the INPUT image's pixels, so a
@@ -23,11 +24,9 @@ count changes only when the caller asks for it (``num_threads``), as ``zfocus be
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,85 +35,21 @@ import torch
 from torch import nn
 
 from napari_zfocus.errors import ZFocusError
-from napari_zfocus.model.calibration import FLAG_BELOW_CONFIDENCE, Calibration
+from napari_zfocus.model.calibration import Calibration
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.device import available_cores
 from napari_zfocus.model.focus_map import FocusMap, iter_focus_map, tile_grid
+from napari_zfocus.model.prediction import Prediction
 from napari_zfocus.model.preprocess import prepare
 from napari_zfocus.model.readout import BimodalRule, Readout, readout
+from napari_zfocus.model.torch_runtime import autocast, compile_network
 
-# FocusMap (tiling) and available_cores (devices) live in .focus_map and .device; they
-# stay importable from here.
+# Re-exported under its former private name (tests/model/test_inference.py imports it).
+from napari_zfocus.model.torch_runtime import cudnn_benchmark as _cudnn_benchmark  # noqa: F401
+
+# Prediction (the result), FocusMap (tiling) and available_cores (devices) live in
+# .prediction, .focus_map and .device; they stay importable from here.
 __all__ = ["Prediction", "FocusMap", "Predictor", "available_cores"]
-
-
-@dataclass
-class Prediction:
-    """The model's reading of one image.
-
-    Attributes
-    ----------
-    z_um
-        Softmax expected value around the mode (sub-bin), um. Positive: the sample
-        plane is above the focal plane.
-    z_argmax_um
-        Centre of the most probable bin (the paper's readout), um.
-    confidence
-        Calibrated model: the probability that ``z_um`` is within +/-1 um of the truth.
-        Uncalibrated model: the softmax mass within +/-1 bin of the mode. 0..1.
-    entropy
-        Entropy of the softmax, nats.
-    bimodal
-        Two separated modes with substantial mass each (ambiguous image).
-    softmax
-        ``(n_bins,)`` probabilities.
-    bin_centres_um
-        ``(n_bins,)`` bin centres, um.
-    second_mode_um
-        Centre of the second mode when ``bimodal``, else NaN.
-    calibrated
-        Whether ``confidence`` is calibrated (the model file holds a calibration).
-    ood_score
-        Out-of-distribution score (> 1: the image does not look like the training images
-        at ``z_um``); NaN when the model has no OOD reference.
-    ood
-        ``ood_score > 1``.
-    """
-
-    z_um: float
-    z_argmax_um: float
-    confidence: float
-    entropy: float
-    bimodal: bool
-    softmax: np.ndarray
-    bin_centres_um: np.ndarray
-    second_mode_um: float = float("nan")
-    calibrated: bool = False
-    ood_score: float = float("nan")
-    ood: bool = False
-
-    @property
-    def flagged(self) -> bool:
-        """Out of distribution, or a confidence below 0.3 (or NaN): do not act on it."""
-        return bool(self.ood or not self.confidence >= FLAG_BELOW_CONFIDENCE)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (lists instead of arrays, ``None`` for NaN)."""
-        second = None if np.isnan(self.second_mode_um) else float(self.second_mode_um)
-        return {
-            "z_um": float(self.z_um),
-            "z_argmax_um": float(self.z_argmax_um),
-            "confidence": float(self.confidence),
-            "entropy": float(self.entropy),
-            "bimodal": bool(self.bimodal),
-            "second_mode_um": second,
-            "calibrated": bool(self.calibrated),
-            "ood_score": None if np.isnan(self.ood_score) else float(self.ood_score),
-            "ood": bool(self.ood),
-            "flagged": self.flagged,
-            "softmax": [float(v) for v in self.softmax],
-            "bin_centres_um": [float(v) for v in self.bin_centres_um],
-        }
 
 
 class Predictor:
@@ -199,27 +134,13 @@ class Predictor:
 
     def _try_compile(self) -> None:
         try:
-            compiled = torch.compile(self.net, dynamic=False)
-            # Compile now (batch 1) so a failure shows here, not in the live loop.
-            n = self.config.input_px
-            dummy = torch.zeros((1, 1, n, n), device=self.device)
-            with torch.inference_mode(), self._autocast():
-                compiled(dummy.contiguous(memory_format=torch.channels_last))
+            # Compiled now (batch 1) so a failure shows here, not in the live loop.
+            compiled = compile_network(self.net, self.device, self.config.input_px)
         except Exception as exc:  # noqa: BLE001 - any compile failure falls back to eager mode
             warnings.warn(f"torch.compile failed, using eager mode: {exc}", stacklevel=3)
             return
         self._forward = compiled
         self.compiled = True
-
-    @contextlib.contextmanager
-    def _autocast(self) -> Iterator[None]:
-        """Float16 autocast on CUDA, with cuDNN autotuning for the forward pass only."""
-        if self.device.type == "cuda":
-            with _cudnn_benchmark(), torch.autocast("cuda", dtype=torch.float16):
-                yield
-        else:
-            with torch.autocast("cpu", enabled=False):
-                yield
 
     # -- core -----------------------------------------------------------------------------
     def probabilities(self, batch: torch.Tensor) -> np.ndarray:
@@ -228,7 +149,7 @@ class Predictor:
         # The compiled graph is specialised to batch 1 (the live path); other batch sizes
         # run eagerly instead of triggering a slow recompilation per new shape.
         forward = self._forward if x.shape[0] == 1 else self.net
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast(self.device):
             logits = forward(x)
         return torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float64)
 
@@ -413,14 +334,3 @@ class Predictor:
             except StopIteration as stop:
                 return stop.value
 
-
-@contextlib.contextmanager
-def _cudnn_benchmark() -> Iterator[None]:
-    """Let cuDNN pick the fastest convolution for our fixed input shapes, only while we
-    run, restoring the process's setting afterwards (no lasting global change)."""
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = before

@@ -17,8 +17,9 @@ bins against the last layer, input size against the first fully connected layer,
 stored bin centres against the configuration). :func:`upgrade_model_file` rewrites a
 version 1 file as version 2 with the very same stored tensors.
 
-:func:`load_model` checks all of it and raises :class:`ModelFileError`, one line naming
-the file, for a missing, truncated, tampered, foreign, inconsistent or too-new file.
+:func:`load_model` checks all of it (the rules: :mod:`.file_checks`) and raises
+:class:`ModelFileError`, one line naming the file, for a missing, truncated, tampered,
+foreign, inconsistent or too-new file.
 
 Calibration (:mod:`.calibration`: temperature, event map, out-of-distribution reference)
 is one more metadata entry, ``calibration``, covered by the version-2 hash like every
@@ -42,18 +43,29 @@ from torch import nn
 
 from napari_zfocus import __version__
 from napari_zfocus._atomic import atomic_path, write_errors_named
-from napari_zfocus.errors import ModelFileError, ZFocusError, describe
+from napari_zfocus.errors import ZFocusError, describe
 from napari_zfocus.model.calibration import Calibration
 from napari_zfocus.model.config import ModelConfig
-from napari_zfocus.model.model_hash import integrity_digest as _integrity_digest
-from napari_zfocus.model.model_hash import tensor_digest as _tensor_digest
-from napari_zfocus.model.network import build_network
-from napari_zfocus.model.state_check import state_dict_problem
 
-FORMAT_NAME = "napari-zfocus-model"
-FORMAT_VERSION = 2
-#: Version 1: the same layout, with ``sha256`` over the tensors only.
-WEIGHTS_ONLY_HASH_VERSION = 1
+# The format's name and versions, and the checks of a file's contents, live in
+# .file_checks; the constants stay importable from here (their documented home).
+from napari_zfocus.model.file_checks import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    WEIGHTS_ONLY_HASH_VERSION,  # noqa: F401 - importable from here, as before
+    check_consistency,
+    check_integrity,
+    format_version,
+    parse_calibration,
+    parse_header,
+)
+from napari_zfocus.model.file_checks import file_error as _fail
+from napari_zfocus.model.model_hash import integrity_digest as _integrity_digest
+
+# Re-exported for the tests' writer of version-1 files (tests/_model_files.py).
+from napari_zfocus.model.model_hash import tensor_digest as _tensor_digest  # noqa: F401
+from napari_zfocus.model.network import build_network
+
 MODEL_SUFFIX = ".zfm"
 
 __all__ = [
@@ -124,10 +136,6 @@ def _write(target: Path, tensors: dict[str, torch.Tensor], header: dict[str, str
             atomic_path(target) as tmp:
         save_file(tensors, os.fspath(tmp), metadata=header)
     return target
-
-
-#: Storage dtypes accepted for floating-point weights (cast to the network's dtype on load).
-_STORAGE_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def save_model(
@@ -243,10 +251,6 @@ def upgrade_model_file(
     return _write(Path(out) if out is not None else src, tensors, meta)
 
 
-def _fail(path: Path, problem: str) -> ModelFileError:
-    return ModelFileError(describe(path, problem))
-
-
 def _sniff(path: Path) -> str | None:
     """Name a well-known non-safetensors format from the first bytes, for a clear error."""
     with open(path, "rb") as fh:
@@ -288,75 +292,6 @@ def _read_header(path: Path) -> tuple[dict[str, str], Any]:
     return meta, handle
 
 
-def _format_version(path: Path, meta: dict[str, str]) -> int:
-    """The file's format version, refusing foreign, unknown and newer files."""
-    if meta.get("format") != FORMAT_NAME:
-        raise _fail(path, "not a napari-zfocus model file (no napari-zfocus metadata)")
-    text = meta.get("format_version", "")
-    if not (isinstance(text, str) and text.isascii() and text.isdigit() and len(text) < 10):
-        raise _fail(path, f"bad format version {text!r}")
-    version = int(text)
-    if version > FORMAT_VERSION:
-        raise _fail(
-            path,
-            f"model format version {version} is newer than this napari-zfocus "
-            f"({__version__}) reads (<= {FORMAT_VERSION}); upgrade napari-zfocus",
-        )
-    if version < WEIGHTS_ONLY_HASH_VERSION:
-        raise _fail(path, f"unknown model format version {version}")
-    return version
-
-
-def _json_entry(path: Path, meta: dict[str, str], key: str, default: str | None = None) -> Any:
-    text = meta.get(key, default)
-    if text is None:
-        raise _fail(path, f"model file has no {key} entry")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _fail(path, f"corrupt {key} entry ({exc.msg})") from None
-    except RecursionError:  # absurdly nested JSON
-        raise _fail(path, f"corrupt {key} entry (nested too deeply)") from None
-
-
-def _parse_header(path: Path, meta: dict[str, str]) -> tuple[ModelConfig, dict, dict]:
-    version = _format_version(path, meta)
-    try:
-        config = ModelConfig.from_dict(_json_entry(path, meta, "config"))
-    except ModelFileError:
-        raise
-    except ZFocusError as exc:
-        raise _fail(path, f"invalid model configuration: {exc}") from None
-    user_meta = _json_entry(path, meta, "metadata", "{}")
-    if not isinstance(user_meta, dict):
-        raise _fail(path, "corrupt metadata entry (not a JSON object)")
-    info = {
-        "format_version": version,
-        "napari_zfocus_version": meta.get("napari_zfocus_version"),
-        "torch_version": meta.get("torch_version"),
-        "created_utc": meta.get("created_utc"),
-        "sha256": meta.get("sha256"),
-        "calibrated": "calibration" in meta,
-    }
-    return config, user_meta, info
-
-
-def _parse_calibration(path: Path, meta: dict[str, str], version: int,
-                       config: ModelConfig) -> Calibration | None:
-    """The ``calibration`` entry, checked; ``None`` for an uncalibrated model."""
-    if "calibration" not in meta:
-        return None
-    if version < 2:
-        raise _fail(path, "a format version 1 file cannot hold a calibration (its hash "
-                          "would not cover it)")
-    try:
-        return Calibration.from_dict(_json_entry(path, meta, "calibration"), config.n_bins)
-    except ModelFileError:
-        raise
-    except ZFocusError as exc:
-        raise _fail(path, f"invalid calibration: {exc}") from None
-
-
 def _read_tensors(path: Path, handle: Any) -> dict[str, torch.Tensor]:
     try:
         # safe_open handles have keys() but are not iterable.
@@ -364,41 +299,6 @@ def _read_tensors(path: Path, handle: Any) -> dict[str, torch.Tensor]:
     except Exception as exc:  # noqa: BLE001 - truncated data section, a dtype torch lacks
         reason = " ".join(str(exc).split())[:200]
         raise _fail(path, f"cannot read weights, file truncated or corrupt ({reason})") from None
-
-
-def _check_integrity(path: Path, version: int, meta: dict[str, str],
-                     tensors: dict[str, torch.Tensor]) -> None:
-    """Version 2: one hash over metadata and tensors. Version 1: over the tensors only."""
-    digest = meta.get("sha256")
-    try:
-        if version >= 2:
-            ok = digest == _integrity_digest(meta, tensors)
-        else:  # old files: a missing digest was allowed; the consistency checks remain
-            ok = not digest or digest == _tensor_digest(tensors)
-    except Exception:  # noqa: BLE001 - a tensor that cannot be viewed as bytes: not ours
-        ok = False
-    if not ok:
-        raise _fail(path, "integrity check failed: metadata or weights were modified")
-
-
-def _check_consistency(path: Path, meta: dict[str, str], config: ModelConfig,
-                       tensors: dict[str, torch.Tensor]) -> None:
-    """Metadata against tensors: what the hash of a version-1 file cannot vouch for."""
-    centres = _json_entry(path, meta, "bin_centres_um")
-    try:
-        stored = np.asarray(centres, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise _fail(path, "corrupt bin_centres_um entry (not a list of numbers)") from None
-    want = config.bin_centres_um
-    if stored.shape != want.shape or not np.allclose(stored, want, rtol=0, atol=1e-6):
-        raise _fail(
-            path,
-            f"metadata inconsistent: the stored bin centres do not match bin_um "
-            f"{config.bin_um:g} over z {config.z_min_um:g}..{config.z_max_um:g} um",
-        )
-    problem = state_dict_problem(tensors, config, storage_dtypes=_STORAGE_FLOAT_DTYPES)
-    if problem is not None:
-        raise _fail(path, problem)
 
 
 def read_model_info(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict, dict]:
@@ -409,7 +309,7 @@ def read_model_info(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict, di
     """
     p = Path(path)
     meta, _handle = _read_header(p)
-    return _parse_header(p, meta)
+    return parse_header(p, meta)
 
 
 def load_model(path: str | os.PathLike[str]) -> LoadedModel:
@@ -425,13 +325,13 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     """
     p = Path(path)
     meta, handle = _read_header(p)
-    version = _format_version(p, meta)
+    version = format_version(p, meta)
     tensors = _read_tensors(p, handle)
     # The hash first: an edited file is named as such, whatever the edit broke.
-    _check_integrity(p, version, meta, tensors)
-    config, user_meta, info = _parse_header(p, meta)
-    _check_consistency(p, meta, config, tensors)
-    calibration = _parse_calibration(p, meta, version, config)
+    check_integrity(p, version, meta, tensors)
+    config, user_meta, info = parse_header(p, meta)
+    check_consistency(p, meta, config, tensors)
+    calibration = parse_calibration(p, meta, version, config)
     net = build_network(config)
     expected = net.state_dict()
     tensors = {name: t.to(expected[name].dtype) for name, t in tensors.items()}
