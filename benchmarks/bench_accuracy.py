@@ -33,13 +33,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def ensure_set(folder: Path, n_stacks: int, seed: int) -> Path:
-    """Reuse ``folder`` if it holds ``n_stacks`` annotated stacks, else simulate it."""
+    """Reuse ``folder`` if it holds an annotated dataset (of any size: another world's test
+    set is used as it is, never overwritten), else simulate ``n_stacks`` into it."""
     from napari_zfocus.data import read_dataset
     from napari_zfocus.simulation import simulate_dataset
 
     csv = folder / "annotations.csv"
-    if csv.is_file() and len(read_dataset(folder, check_stacks=False).annotations) == n_stacks:
+    if csv.is_file():
+        found = len(read_dataset(folder, check_stacks=False).annotations)
+        if found != n_stacks:
+            print(f"{folder}: using its {found} stacks ({n_stacks} would be simulated)",
+                  file=sys.stderr)
         return folder
+    if folder.exists() and any(folder.iterdir()):
+        raise SystemExit(f"{folder}: not empty and not a dataset (no annotations.csv); "
+                         "refusing to simulate into it")
     t = time.perf_counter()
     simulate_dataset(folder, n_stacks, seed=seed, overwrite=True)
     print(f"simulated {n_stacks} stacks into {folder} in {time.perf_counter() - t:.0f} s",

@@ -10,7 +10,7 @@ base model zero-shot.
 
 Each run is the real command, ``zfocus train SUBSET --out M --steps N [--from MODEL]``,
 so what is measured is what users get (``--from`` brings the few-stack schedule: lower
-learning rate, photometric augmentation, keep-best on validation). Usage::
+learning rate, keep-best on validation, early stop). Usage::
 
     python benchmarks/worlds/waveorder_world.py _scratch/wo_train80 --stacks 80 --seed 41000
     python benchmarks/worlds/waveorder_world.py _scratch/wo_test30 --stacks 30 --seed 42000
@@ -88,6 +88,8 @@ def main() -> int:
     p.add_argument("--sizes", default="2,5,10,20,40,80")
     p.add_argument("--steps", type=int, default=1500, help="step budget of every run")
     p.add_argument("--scratch-args", default="", help="extra flags of the from-scratch runs")
+    p.add_argument("--base-args", default="",
+                   help="extra flags of the runs from the base (e.g. to change its schedule)")
     p.add_argument("--arms", default="scratch,base",
                    help="which runs: scratch, base or both (results accumulate in --json)")
     p.add_argument("--work", type=Path, default=Path("_scratch/finetune"))
@@ -107,7 +109,7 @@ def main() -> int:
             if key in results or key.split("_")[0] not in arms:
                 continue
             model = args.work / f"{key}.zfm"
-            extra = args.scratch_args.split() if start is None else []
+            extra = (args.scratch_args if start is None else args.base_args).split()
             run = train(data, model, args.steps, start, extra)
             results[key] = {"train": run, "test": evaluate_model(model, args.test),
                             "stacks": n, "steps": args.steps}

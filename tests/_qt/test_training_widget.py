@@ -204,6 +204,23 @@ def test_defaults_match_the_cli_and_paper_box_switches_to_the_paper(make_napari_
     assert widget.model_config() == ModelConfig.recommended()
 
 
+def test_the_network_choice_sets_its_own_input(make_napari_viewer):
+    """The dock offers both networks; each starts at its CPU-budget pixel size."""
+    from napari_zfocus._qt.training_widget import TrainingWidget
+    from napari_zfocus.model.config import ModelConfig
+
+    widget = TrainingWidget(make_napari_viewer())
+    assert widget.architecture() == ModelConfig.recommended().architecture == "compact_cnn"
+    widget.network_combo.setCurrentIndex(1)
+    assert widget.model_config() == ModelConfig.paper_cpu()
+    widget.paper_box.setChecked(True)  # the paper recipe is the paper's network
+    assert widget.architecture() == "paper_cnn" and widget.model_config() == ModelConfig()
+    widget.paper_box.setChecked(False)
+    widget.network_combo.setCurrentIndex(0)
+    widget.pixel_spin.setValue(0.8)  # a typed value wins over the preset
+    assert widget.model_config() == ModelConfig.compact(pixel_size_um=0.8)
+
+
 class _Answer:
     """Stands in for QMessageBox in the training module: answers and records questions."""
 

@@ -12,7 +12,7 @@ from napari_zfocus.cli import main
 from napari_zfocus.data import Annotation, write_annotations, write_stack
 from napari_zfocus.model.io import load_model
 
-# A 32 um field at 1 um/px: the paper CNN (10x10 kernels, 5x5 pools) at 32 x 32 px.
+# A 32 um field at 1 um/px: the default network (the compact CNN) at 32 x 32 px.
 SMALL = ["--pixel-size-um", "1", "--field-um", "32", "--z-range", "-5", "5",
          "--batch", "4", "--threads", "2", "--no-progress"]
 
@@ -44,6 +44,21 @@ def test_train_writes_model_and_prints_json_summary(dataset, tmp_path, capsys):
     assert loaded.config.input_px == 32 and loaded.config.n_bins == 11
     assert loaded.config.dropout == 0.2 and loaded.config.batchnorm  # flag; recommended default
     assert Path(summary["checkpoint"]).is_file()
+
+
+@pytest.mark.parametrize(("flags", "architecture", "pixel_um"),
+                         [([], "compact_cnn", 0.6), (["--architecture", "paper_cnn"],
+                                                     "paper_cnn", 1.2)])
+def test_the_default_network_is_the_compact_cnn_at_its_own_input(
+        dataset, tmp_path, capsys, flags, architecture, pixel_um):
+    """Without model flags each network gets its CPU-budget setting (the stacks are
+    40 px at 1 um/px, so only the field is narrowed to fit)."""
+    out = tmp_path / "m.zfm"
+    code = main(["train", str(dataset), "--out", str(out), "--steps", "1", "--field-um", "36",
+                 "--batch", "2", "--threads", "2", "--no-progress", *flags])
+    assert code == 0, capsys.readouterr().err
+    config = load_model(out).config
+    assert (config.architecture, config.pixel_size_um) == (architecture, pixel_um)
 
 
 def test_human_summary_and_resume_keeps_checkpoint_model(dataset, tmp_path, capsys):

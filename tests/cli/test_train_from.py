@@ -67,7 +67,7 @@ def test_two_stacks_fine_tune_and_say_what_they_validate_on(files, tmp_path, cap
     assert meta["validation_on"] == s["validation_on"]
     assert meta["start_model"]["sha256"] == load_model(files["start"]).info["sha256"]
     tc = meta["train_config"]  # the few-stack schedule, by default
-    assert (tc["lr"], tc["photometric"], tc["keep_best"], tc["patience"]) == (3e-4, True,
+    assert (tc["lr"], tc["photometric"], tc["keep_best"], tc["patience"]) == (3e-4, False,
                                                                               True, 5)
 
 
@@ -84,13 +84,13 @@ def test_human_summary_says_where_it_started_and_what_it_kept(files, tmp_path, c
 def test_explicit_flags_override_the_fine_tuning_defaults(files, tmp_path, capsys):
     out = tmp_path / "m.zfm"
     code, _, _ = train(capsys, files["six"], "--out", out, "--from", files["start"], "--lr",
-                       "0.002", "--no-photometric-augment", "--no-keep-best", "--patience", "0",
+                       "0.002", "--photometric-augment", "--no-keep-best", "--patience", "0",
                        "--holdout-min-stacks", "0", "--bin-um", "1", "--z-range", "-5", "5",
                        "--no-batchnorm", *RUN)  # model flags that agree with the start: fine
     assert code == 0
     tc = load_model(out).metadata["training"]["train_config"]
     assert (tc["lr"], tc["photometric"], tc["keep_best"], tc["patience"],
-            tc["holdout_min_stacks"]) == (0.002, False, False, 0, 0)
+            tc["holdout_min_stacks"]) == (0.002, True, False, 0, 0)
 
 
 @pytest.mark.parametrize(("flags", "words"), [

@@ -53,3 +53,12 @@ def test_round_trip(tmp_path: Path) -> None:
 def test_a_too_small_input_is_refused() -> None:
     with pytest.raises(ZFocusError, match="too small"):
         ModelConfig.compact(field_um=6.0)  # 10 px for 4 stride-2 stages (16 px needed)
+
+
+def test_each_architecture_has_its_cpu_budget_setting() -> None:
+    assert ModelConfig.for_architecture("compact_cnn") == ModelConfig.compact()
+    assert ModelConfig.for_architecture("paper_cnn", dropout=0.1) == ModelConfig(
+        pixel_size_um=1.2, batchnorm=True, dropout=0.1)
+    assert ModelConfig.recommended() == ModelConfig.compact()  # the default since #12
+    with pytest.raises(ZFocusError, match="architecture"):
+        ModelConfig.for_architecture("resnet")

@@ -28,7 +28,9 @@ from napari_zfocus.training.checkpoint import CHECKPOINT_VERSION, load_checkpoin
 from napari_zfocus.training.loop import TrainConfig
 
 #: A 32 um field at 1 um/px: the smallest network the train flags can ask for.
-SMALL = ["--pixel-size-um", "1", "--field-um", "32", "--z-range", "-5", "5",
+# The paper CNN: the tensor names and kernel edits below are its own.
+SMALL = ["--architecture", "paper_cnn", "--pixel-size-um", "1", "--field-um", "32",
+         "--z-range", "-5", "5",
          "--batch", "4", "--threads", "1", "--no-progress"]
 RESUME = ["--resume", "--steps", "2", "--threads", "1", "--no-progress"]
 

@@ -50,7 +50,7 @@ def test_fine_tuning_sets_defaults_that_explicit_settings_override(tmp_path):
     settings = fine_tune_settings("base", {"lr": None, "patience": 0, "keep_best": False})
     assert settings["start_from"] == "base" and settings["lr"] == FINE_TUNE_RECIPE["lr"]
     assert settings["patience"] == 0 and settings["keep_best"] is False  # typed: they win
-    assert settings["photometric"] is True and settings["holdout_min_stacks"] == 5
+    assert settings["photometric"] is False and settings["holdout_min_stacks"] == 5
     scratch = TrainConfig()
     assert FINE_TUNE_RECIPE["lr"] < scratch.lr  # keep what the start model knows
     assert FINE_TUNE_RECIPE["warmup_fraction"] < scratch.warmup_fraction

@@ -37,6 +37,10 @@ from napari_zfocus.training.recipe import build_train_config, recipe_form
 #: The "start from" choices: (label, what they name).
 START_CHOICES = (("scratch", None), ("base model", BASE_SPEC), ("a model file", "file"))
 
+#: The "network" choices: (label, architecture); the first is the recommended one.
+NETWORK_CHOICES = (("compact CNN (3x3 stages, global pooling)", "compact_cnn"),
+                   ("paper CNN (Wei & Roberts 2018)", "paper_cnn"))
+
 if TYPE_CHECKING:
     from napari_zfocus.training.loop import TrainConfig
 
@@ -47,14 +51,23 @@ class TrainingForm:
     def form_fields(self) -> tuple[Any, ...]:
         """The fields that are locked while a run is active."""
         return (self.dataset_edit, self.model_edit, self.start_combo, self.start_edit,
-                self.field_spin, self.pixel_spin, self.bin_spin, self.zmin_spin,
-                self.zmax_spin, self.batch_spin, self.steps_spin, self.minutes_spin,
-                self.lr_spin, self.seed_spin, self.paper_box, self.batchnorm_box)
+                self.network_combo, self.field_spin, self.pixel_spin, self.bin_spin,
+                self.zmin_spin, self.zmax_spin, self.batch_spin, self.steps_spin,
+                self.minutes_spin, self.lr_spin, self.seed_spin, self.paper_box,
+                self.batchnorm_box)
 
     def network_fields(self) -> tuple[Any, ...]:
         """The fields of the network: the start model's when starting from one."""
-        return (self.field_spin, self.pixel_spin, self.bin_spin, self.zmin_spin,
-                self.zmax_spin, self.batchnorm_box)
+        return (self.network_combo, self.field_spin, self.pixel_spin, self.bin_spin,
+                self.zmin_spin, self.zmax_spin, self.batchnorm_box)
+
+    def architecture(self) -> str:
+        """The network chosen in the form (``"compact_cnn"`` or ``"paper_cnn"``)."""
+        return NETWORK_CHOICES[self.network_combo.currentIndex()][1]
+
+    def _set_architecture(self, architecture: str) -> None:
+        names = [name for _, name in NETWORK_CHOICES]
+        self.network_combo.setCurrentIndex(names.index(architecture))
 
     def _files_box(self) -> QGroupBox:
         box = QGroupBox("Data and output")
@@ -74,7 +87,7 @@ class TrainingForm:
             self.start_combo.addItem(label)
         self.start_combo.setToolTip(
             "scratch: random weights. A model: fine-tune it (its network is kept; lower "
-            "learning rate, photometric augmentation, the best validation's weights)")
+            "learning rate, the best validation's weights)")
         if not base_model_installed():
             base = self.start_combo.model().item(1)
             base.setEnabled(False)
@@ -92,6 +105,13 @@ class TrainingForm:
         start = ModelConfig.recommended()
         box = QGroupBox("Network input and z-bins")
         form = QFormLayout(box)
+        self.network_combo = QComboBox()
+        for label, _ in NETWORK_CHOICES:
+            self.network_combo.addItem(label)
+        self.network_combo.setToolTip(
+            "compact CNN at 0.6 um/px: more accurate for the same CPU time (README, "
+            "Benchmarks); paper CNN at 1.2 um/px: the paper's network on a CPU budget")
+        form.addRow("network", self.network_combo)
         self.field_spin = float_spin(1, 1000, start.field_um, step=1, decimals=1, suffix=" um")
         self.pixel_spin = float_spin(
             0.01, 10, start.pixel_size_um, step=0.01, decimals=3, suffix=" um",
@@ -111,7 +131,16 @@ class TrainingForm:
         zrow.addWidget(self.zmax_spin)
         form.addRow("z range", zrow)
         form.addRow(self.batchnorm_box)
+        self._set_architecture(start.architecture)
+        self.network_combo.currentIndexChanged.connect(self._on_network_changed)
         return box
+
+    def _on_network_changed(self, _index: int = 0) -> None:
+        """A network from scratch starts at its own CPU-budget input setting."""
+        if self.start_combo.currentIndex() == 0 and not self.paper_box.isChecked():
+            preset = ModelConfig.for_architecture(self.architecture())
+            self.pixel_spin.setValue(preset.pixel_size_um)
+            self.batchnorm_box.setChecked(preset.batchnorm)
 
     def _training_box(self) -> QGroupBox:
         fast = recipe_form(paper=False)
@@ -210,6 +239,7 @@ class TrainingForm:
             return  # said when the run starts
         if config is None:
             return
+        self._set_architecture(config.architecture)
         for spin, value in ((self.field_spin, config.field_um),
                             (self.pixel_spin, config.pixel_size_um),
                             (self.bin_spin, config.bin_um), (self.zmin_spin, config.z_min_um),
@@ -228,6 +258,7 @@ class TrainingForm:
         self.steps_spin.setValue(recipe.steps)
         self.minutes_spin.setValue(recipe.minutes)
         if self.start_combo.currentIndex() == 0:  # a start model's network stays
+            self._set_architecture(recipe.architecture)
             self.pixel_spin.setValue(recipe.pixel_size_um)
             self.batchnorm_box.setChecked(recipe.batchnorm)
 
@@ -237,7 +268,8 @@ class TrainingForm:
         spec = self.start_spec()
         if spec is not None:
             return self._start_config(spec)
-        return ModelConfig(
+        return ModelConfig.for_architecture(
+            self.architecture(),
             pixel_size_um=self.pixel_spin.value(),
             field_um=self.field_spin.value(),
             bin_um=self.bin_spin.value(),

@@ -104,25 +104,26 @@ def _add_budget_and_optimisation(p: argparse.ArgumentParser) -> None:
     opt.add_argument("--no-augment", action="store_true", help="no random flips / rotations")
     opt.add_argument("--photometric-augment", action=argparse.BooleanOptionalAction,
                      default=None,
-                     help="also random gamma, blur, noise and illumination ramps (models "
-                          "that must hold on other microscopes; on with --from)")
+                     help="also random gamma, blur, noise and illumination ramps (off: at "
+                          "a fixed budget it cost accuracy on every world measured)")
 
 
 def _add_model_and_validation(p: argparse.ArgumentParser) -> None:
     model = p.add_argument_group(
-        "model (defaults: the paper's, except 1.2 um/px and batch-norm for CPU budgets; "
-        "on --resume: the checkpoint's)"
+        "model (default: the compact CNN at 0.6 um/px, 60 um field, 1 um bins over "
+        "-20..20 um; on --resume: the checkpoint's; with --from: the start model's)"
     )
     model.add_argument("--architecture", choices=("paper_cnn", "compact_cnn"), default=None,
-                       help="network: the paper's CNN (paper_cnn, at 1.2 um/px) or the compact "
-                            "CNN (compact_cnn: 3x3 stages and global pooling, at 0.6 um/px)")
+                       help="network: the compact CNN (compact_cnn, the default: 3x3 stages "
+                            "and global pooling, at 0.6 um/px) or the paper's CNN (paper_cnn, "
+                            "at 1.2 um/px)")
     model.add_argument("--bin-um", type=_args.length_um(_args.BIN_UM),
                        help="z-bin size, um (paper: 1)")
     model.add_argument("--z-range", nargs=2, metavar=("MIN", "MAX"),
                        action=_args.interval(-_args.MAX_Z_RANGE_UM, _args.MAX_Z_RANGE_UM),
                        help="z range of the bins, um (paper: -20 20)")
     model.add_argument("--pixel-size-um", type=_args.PIXEL_SIZE,
-                       help="pixel size the network sees (1.2; paper 0.24)")
+                       help="pixel size the network sees (compact 0.6, paper CNN 1.2; paper 0.24)")
     model.add_argument("--field-um", type=_args.length_um(_args.FIELD_UM),
                        help="side of the field it sees, um (60)")
     model.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
@@ -186,8 +187,8 @@ def _model_config(args: argparse.Namespace, ckpt_config: Any | None, start: Any 
                 f"--architecture {args.architecture}: the checkpoint is a "
                 f"{ckpt_config.architecture}; train without --resume to change it"
             )
-    elif args.architecture == "compact_cnn":
-        base = ModelConfig.compact().to_dict()
+    elif args.architecture is not None:
+        base = ModelConfig.for_architecture(args.architecture).to_dict()
     else:
         base = ModelConfig.recommended().to_dict()
     given = {
