@@ -9,8 +9,8 @@ each run are recorded), all tested on the same held-out stacks of the domain. Pl
 base model zero-shot.
 
 Each run is the real command, ``zfocus train SUBSET --out M --steps N [--from MODEL]``,
-so what is measured is what users get (``--from`` brings the few-stack schedule: lower
-learning rate, keep-best on validation, early stop). Usage::
+so what is measured is what users get (``--from`` brings the few-stack schedule: a lower
+learning rate with a short warm-up). Usage::
 
     python benchmarks/worlds/waveorder_world.py _scratch/wo_train80 --stacks 80 --seed 41000
     python benchmarks/worlds/waveorder_world.py _scratch/wo_test30 --stacks 30 --seed 42000

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Rebuild the shipped base model, src/napari_zfocus/resources/base_model.zfm: the paper CNN
-# at its CPU-budget input (1.2 um/px over a 60 um field, batch-norm), trained on 240
+# Rebuild the shipped base model, src/napari_zfocus/resources/base_model.zfm: the compact CNN
+# (the default network) at its input setting (0.6 um/px over a 60 um field), trained on 240
 # stacks of the simulator's broad preset with photometric augmentation. On the project's
-# 2-core machine: ~12 min of simulation, then 12000 training steps (~25 min idle).
+# 2-core machine: ~12 min of simulation, then 6200 training steps (~2000 CPU s: the CPU
+# time of the 12000 paper-CNN steps the first base model got).
 #
 #   bash docs/scripts/make_base_model.sh [WORK_DIR]
 set -euo pipefail
 work=${1:-_scratch/base_model}
 zfocus simulate "$work/broad240" --preset broad --stacks 240 --seed 50000 --quiet
-zfocus train "$work/broad240" --out "$work/base_full.zfm" --steps 12000 --photometric-augment \
-    --architecture paper_cnn
+zfocus train "$work/broad240" --out "$work/base_full.zfm" --steps 6200 --photometric-augment \
+    --architecture compact_cnn
 python docs/scripts/make_base_model.py "$work/base_full.zfm"

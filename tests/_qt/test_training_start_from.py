@@ -71,7 +71,7 @@ def test_a_model_file_sets_the_network_and_the_fine_tuning_schedule(make_napari_
     assert widget.model_config() == ModelConfig(**LEARNABLE)
     widget.model_edit.setText(str(tmp_path / "m.zfm"))
     tc = widget.train_config()
-    assert tc.start_from == str(files["start"]) and tc.keep_best and not tc.photometric
+    assert tc.start_from == str(files["start"]) and not tc.keep_best and not tc.photometric
     widget.start_combo.setCurrentIndex(0)  # back to scratch: the form's network again
     assert widget.field_spin.isEnabled() and widget.lr_spin.value() == scratch_lr
     assert widget.train_config().start_from is None

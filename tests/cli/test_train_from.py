@@ -68,12 +68,12 @@ def test_two_stacks_fine_tune_and_say_what_they_validate_on(files, tmp_path, cap
     assert meta["start_model"]["sha256"] == load_model(files["start"]).info["sha256"]
     tc = meta["train_config"]  # the few-stack schedule, by default
     assert (tc["lr"], tc["photometric"], tc["keep_best"], tc["patience"]) == (3e-4, False,
-                                                                              True, 5)
+                                                                              False, 0)
 
 
 def test_human_summary_says_where_it_started_and_what_it_kept(files, tmp_path, capsys):
     code, text, err = train(capsys, files["six"], "--out", tmp_path / "m.zfm", "--from",
-                            files["start"], "--validate-every", "1", *RUN)
+                            files["start"], "--validate-every", "1", "--keep-best", *RUN)
     assert code == 0
     assert "validation on held-out stacks (1)" in err and "step 0: validation" in err
     assert "on held-out stacks (1)" in text
@@ -84,13 +84,13 @@ def test_human_summary_says_where_it_started_and_what_it_kept(files, tmp_path, c
 def test_explicit_flags_override_the_fine_tuning_defaults(files, tmp_path, capsys):
     out = tmp_path / "m.zfm"
     code, _, _ = train(capsys, files["six"], "--out", out, "--from", files["start"], "--lr",
-                       "0.002", "--photometric-augment", "--no-keep-best", "--patience", "0",
+                       "0.002", "--photometric-augment", "--keep-best", "--patience", "3",
                        "--holdout-min-stacks", "0", "--bin-um", "1", "--z-range", "-5", "5",
                        "--no-batchnorm", *RUN)  # model flags that agree with the start: fine
     assert code == 0
     tc = load_model(out).metadata["training"]["train_config"]
     assert (tc["lr"], tc["photometric"], tc["keep_best"], tc["patience"],
-            tc["holdout_min_stacks"]) == (0.002, True, False, 0, 0)
+            tc["holdout_min_stacks"]) == (0.002, True, True, 3, 0)
 
 
 @pytest.mark.parametrize(("flags", "words"), [
@@ -147,7 +147,7 @@ def test_resume_wins_over_from_and_refuses_another_start(files, tmp_path, capsys
     assert code == 0
     s = json.loads(text.splitlines()[-1])
     assert s["steps"] == 3 and s["start_model"]["file"] == "start.zfm"
-    assert load_model(out).metadata["training"]["train_config"]["keep_best"] is True
+    assert load_model(out).metadata["training"]["train_config"]["lr"] == 3e-4  # few-stack
     # The same start again is fine; another one is refused (it would be ignored).
     more[1] = "4"
     assert train(capsys, files["two"], "--out", out, "--resume", "--from", files["start"],

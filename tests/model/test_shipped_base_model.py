@@ -17,12 +17,12 @@ def test_the_base_model_is_shipped_small_and_described() -> None:
     assert loaded.info["format_version"] == FORMAT_VERSION
     about = loaded.metadata["base_model"]
     assert "broad preset" in about["trained_on"] and about["weights"] == "float16"
-    # The paper CNN's CPU-budget setting (the recommended one when the base was trained;
-    # the compact CNN became the default later and has no base model yet).
-    paper_cpu = ModelConfig.paper_cpu()
-    assert loaded.config.architecture == paper_cpu.architecture
-    assert loaded.config.pixel_size_um == paper_cpu.pixel_size_um
-    assert loaded.config.field_um == paper_cpu.field_um
+    # The default network at its input setting, so that fine-tuning starts where training
+    # from scratch does.
+    recommended = ModelConfig.recommended()
+    assert loaded.config.architecture == recommended.architecture
+    assert loaded.config.pixel_size_um == recommended.pixel_size_um
+    assert loaded.config.field_um == recommended.field_um
 
 
 def test_the_base_model_reads_a_simulated_stack_in_the_right_direction() -> None:

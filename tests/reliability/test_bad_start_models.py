@@ -73,7 +73,7 @@ def fine_tuned(files, tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("bad_ft_ckpt")
     model = d / "m.zfm"
     result = run_cli("train", files["dataset"], "--out", model, "--from", files["model"],
-                     "--holdout-min-stacks", "0", "--val-fraction", "0.5", *RUN)
+                     "--holdout-min-stacks", "0", "--val-fraction", "0.5", "--keep-best", *RUN)
     assert result.code == 0, result.err
     state = torch.load(model.with_name("m.zfm.ckpt"), weights_only=True)
     assert "best_model" in state and json.loads(state["start_model"])["file"] == "good.zfm"

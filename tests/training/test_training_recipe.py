@@ -47,9 +47,9 @@ def test_fine_tuning_sets_defaults_that_explicit_settings_override(tmp_path):
     from napari_zfocus.training.recipe import FINE_TUNE_RECIPE, fine_tune_settings
 
     assert fine_tune_settings(None, {"lr": None, "patience": 3}) == {"patience": 3}
-    settings = fine_tune_settings("base", {"lr": None, "patience": 0, "keep_best": False})
+    settings = fine_tune_settings("base", {"lr": None, "patience": 4, "keep_best": True})
     assert settings["start_from"] == "base" and settings["lr"] == FINE_TUNE_RECIPE["lr"]
-    assert settings["patience"] == 0 and settings["keep_best"] is False  # typed: they win
+    assert settings["patience"] == 4 and settings["keep_best"] is True  # typed: they win
     assert settings["photometric"] is False and settings["holdout_min_stacks"] == 5
     scratch = TrainConfig()
     assert FINE_TUNE_RECIPE["lr"] < scratch.lr  # keep what the start model knows
@@ -61,7 +61,7 @@ def test_fine_tuning_sets_defaults_that_explicit_settings_override(tmp_path):
 def test_build_train_config_from_a_model(tmp_path):
     config = build_train_config(tmp_path / "m.zfm", steps=0, minutes=3.0, batch=8, lr=1e-4,
                                 seed=0, start_from="base")
-    assert config.start_from == "base" and config.keep_best and config.patience == 5
+    assert config.start_from == "base" and not config.keep_best and config.patience == 0
     assert config.lr == 1e-4  # the form's rate wins over the recipe's
     assert recipe_form(paper=False, fine_tune=True).lr == 3e-4
     plain = build_train_config(tmp_path / "m.zfm", steps=5, minutes=0, batch=8, lr=1e-3, seed=0)

@@ -86,8 +86,8 @@ class TrainingForm:
         for label, _ in START_CHOICES:
             self.start_combo.addItem(label)
         self.start_combo.setToolTip(
-            "scratch: random weights. A model: fine-tune it (its network is kept; lower "
-            "learning rate, the best validation's weights)")
+            "scratch: random weights. A model: fine-tune it (its network is kept, at a lower "
+            "learning rate with a short warm-up)")
         if not base_model_installed():
             base = self.start_combo.model().item(1)
             base.setEnabled(False)

@@ -31,7 +31,7 @@ def add_fine_tune_arguments(p: argparse.ArgumentParser) -> None:
     """``--from`` and the flags of the few-stack schedule."""
     g = p.add_argument_group(
         "fine-tuning (defaults with --from: lr 3e-4, a short warm-up, "
-        "keep the best validation, patience 5, hold out stacks only from 5 on)"
+        "the last weights, no early stop, hold out stacks only from 5 on)"
     )
     g.add_argument("--from", dest="start_from", metavar="base|MODEL.zfm", default=None,
                    help="start from the packaged base model or a model file: its "

@@ -27,10 +27,10 @@ measured with ``benchmarks/bench_accuracy.py``:
   background thread while the network computes; channels-last memory layout.
 
 Fine-tuning (``TrainConfig.start_from``): the run starts from a model file's weights (its
-:class:`ModelConfig` is the run's), validates it once before the first step, keeps the
-weights of the best validation (``keep_best``) and stops after ``patience`` validations
-without a better one; with too few stacks to hold any out it validates on the training
-stacks and says so (:mod:`~napari_zfocus.training.data_plan`,
+:class:`ModelConfig` is the run's) and validates it once before the first step. On
+request it keeps the weights of the best validation (``keep_best``) and stops after
+``patience`` validations without a better one; with too few stacks to hold any out it
+validates on the training stacks and says so (:mod:`~napari_zfocus.training.data_plan`,
 :mod:`~napari_zfocus.training.keep_best`, :mod:`~napari_zfocus.training.start_model`).
 
 Before the model file is written, the model is calibrated on the validation stacks
