@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from qtpy.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLineEdit, QSpinBox, QToolButton, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLineEdit,
+    QSpinBox,
+    QToolButton,
+    QWidget,
+)
 
 
 def float_spin(
@@ -43,6 +51,16 @@ def int_spin(
 ) -> QSpinBox:
     """An integer field with the same behaviour as :func:`float_spin`."""
     return _configure(QSpinBox(), lo, hi, value, step, suffix, special, tooltip)
+
+
+def choice_combo(labels: Iterable[str], *, tooltip: str = "") -> QComboBox:
+    """A drop-down of ``labels`` in order (index ``i`` is the ``i``-th label)."""
+    combo = QComboBox()
+    for label in labels:
+        combo.addItem(label)
+    if tooltip:
+        combo.setToolTip(tooltip)
+    return combo
 
 
 def _configure(

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -28,7 +27,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
 )
 
-from napari_zfocus._qt._forms import float_spin, int_spin, with_browse
+from napari_zfocus._qt._forms import choice_combo, float_spin, int_spin, with_browse
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.base_model import BASE_SPEC, base_model_installed
 from napari_zfocus.model.config import ModelConfig
@@ -82,12 +81,10 @@ class TrainingForm:
         return box
 
     def _start_row(self, form: QFormLayout) -> None:
-        self.start_combo = QComboBox()
-        for label, _ in START_CHOICES:
-            self.start_combo.addItem(label)
-        self.start_combo.setToolTip(
-            "scratch: random weights. A model: fine-tune it (its network is kept, at a lower "
-            "learning rate with a short warm-up)")
+        self.start_combo = choice_combo(
+            (label for label, _ in START_CHOICES),
+            tooltip="scratch: random weights. A model: fine-tune it (its network is kept, at "
+                    "a lower learning rate with a short warm-up)")
         if not base_model_installed():
             base = self.start_combo.model().item(1)
             base.setEnabled(False)
@@ -105,12 +102,10 @@ class TrainingForm:
         start = ModelConfig.recommended()
         box = QGroupBox("Network input and z-bins")
         form = QFormLayout(box)
-        self.network_combo = QComboBox()
-        for label, _ in NETWORK_CHOICES:
-            self.network_combo.addItem(label)
-        self.network_combo.setToolTip(
-            "compact CNN at 0.6 um/px: more accurate for the same CPU time (README, "
-            "Benchmarks); paper CNN at 1.2 um/px: the paper's network on a CPU budget")
+        self.network_combo = choice_combo(
+            (label for label, _ in NETWORK_CHOICES),
+            tooltip="compact CNN at 0.6 um/px: more accurate for the same CPU time (README, "
+                    "Benchmarks); paper CNN at 1.2 um/px: the paper's network on a CPU budget")
         form.addRow("network", self.network_combo)
         self.field_spin = float_spin(1, 1000, start.field_um, step=1, decimals=1, suffix=" um")
         self.pixel_spin = float_spin(

@@ -41,6 +41,7 @@ from typing import Any
 from napari_zfocus.cli import _args, _train_from
 from napari_zfocus.cli._train_summary import format_metrics, print_summary
 from napari_zfocus.errors import ZFocusError
+from napari_zfocus.model.config import ARCHITECTURES
 
 #: Where Debian/Ubuntu (``apt-get install libtcmalloc-minimal4``) put the allocator.
 TCMALLOC_CANDIDATES = (
@@ -113,7 +114,7 @@ def _add_model_and_validation(p: argparse.ArgumentParser) -> None:
         "model (default: the compact CNN at 0.6 um/px, 60 um field, 1 um bins over "
         "-20..20 um; on --resume: the checkpoint's; with --from: the start model's)"
     )
-    model.add_argument("--architecture", choices=("paper_cnn", "compact_cnn"), default=None,
+    model.add_argument("--architecture", choices=ARCHITECTURES, default=None,
                        help="network: the compact CNN (compact_cnn, the default: 3x3 stages "
                             "and global pooling, at 0.6 um/px) or the paper's CNN (paper_cnn, "
                             "at 1.2 um/px)")
@@ -187,10 +188,9 @@ def _model_config(args: argparse.Namespace, ckpt_config: Any | None, start: Any 
                 f"--architecture {args.architecture}: the checkpoint is a "
                 f"{ckpt_config.architecture}; train without --resume to change it"
             )
-    elif args.architecture is not None:
-        base = ModelConfig.for_architecture(args.architecture).to_dict()
     else:
-        base = ModelConfig.recommended().to_dict()
+        architecture = args.architecture or ModelConfig.recommended().architecture
+        base = ModelConfig.for_architecture(architecture).to_dict()
     given = {
         "bin_um": args.bin_um,
         "pixel_size_um": args.pixel_size_um,

@@ -279,7 +279,7 @@ class ModelConfig:
     @classmethod
     def paper_cpu(cls, **overrides) -> ModelConfig:
         """:data:`PAPER_CPU_SETTINGS` over the paper defaults, then ``overrides``."""
-        return cls(**{**PAPER_CPU_SETTINGS, **overrides})
+        return cls.for_architecture("paper_cnn", **overrides)
 
     @classmethod
     def for_architecture(cls, architecture: str, **overrides) -> ModelConfig:
@@ -292,7 +292,7 @@ class ModelConfig:
     @classmethod
     def compact(cls, **overrides) -> ModelConfig:
         """:data:`COMPACT_SETTINGS` over the paper defaults, then ``overrides``."""
-        return cls(**{**COMPACT_SETTINGS, **overrides})
+        return cls.for_architecture("compact_cnn", **overrides)
 
     def to_dict(self) -> dict:
         """JSON-serialisable form."""
