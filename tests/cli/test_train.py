@@ -48,7 +48,9 @@ def test_train_writes_model_and_prints_json_summary(dataset, tmp_path, capsys):
 
 @pytest.mark.parametrize(("flags", "architecture", "pixel_um"),
                          [([], "compact_cnn", 0.6), (["--architecture", "paper_cnn"],
-                                                     "paper_cnn", 1.2)])
+                                                     "paper_cnn", 1.2),
+                          (["--architecture", "feature_mlp", "--pixel-size-um", "0.6"],
+                           "feature_mlp", 0.6)])
 def test_the_default_network_is_the_compact_cnn_at_its_own_input(
         dataset, tmp_path, capsys, flags, architecture, pixel_um):
     """Without model flags each network gets its CPU-budget setting (the stacks are

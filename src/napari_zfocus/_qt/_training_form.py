@@ -38,7 +38,8 @@ START_CHOICES = (("scratch", None), ("base model", BASE_SPEC), ("a model file", 
 
 #: The "network" choices: (label, architecture); the first is the recommended one.
 NETWORK_CHOICES = (("compact CNN (3x3 stages, global pooling)", "compact_cnn"),
-                   ("paper CNN (Wei & Roberts 2018)", "paper_cnn"))
+                   ("paper CNN (Wei & Roberts 2018)", "paper_cnn"),
+                   ("feature network (defocus statistics and spectrum)", "feature_mlp"))
 
 if TYPE_CHECKING:
     from napari_zfocus.training.loop import TrainConfig
@@ -61,7 +62,7 @@ class TrainingForm:
                 self.zmin_spin, self.zmax_spin, self.batchnorm_box)
 
     def architecture(self) -> str:
-        """The network chosen in the form (``"compact_cnn"`` or ``"paper_cnn"``)."""
+        """The network chosen in the form (an entry of ``model.config.ARCHITECTURES``)."""
         return NETWORK_CHOICES[self.network_combo.currentIndex()][1]
 
     def _set_architecture(self, architecture: str) -> None:
@@ -105,7 +106,9 @@ class TrainingForm:
         self.network_combo = choice_combo(
             (label for label, _ in NETWORK_CHOICES),
             tooltip="compact CNN at 0.6 um/px: more accurate for the same CPU time (README, "
-                    "Benchmarks); paper CNN at 1.2 um/px: the paper's network on a CPU budget")
+                    "Benchmarks); paper CNN at 1.2 um/px: the paper's network on a CPU budget; "
+                    "feature network at 0.24 um/px: fixed defocus statistics and the power "
+                    "spectrum read by a small network")
         form.addRow("network", self.network_combo)
         self.field_spin = float_spin(1, 1000, start.field_um, step=1, decimals=1, suffix=" um")
         self.pixel_spin = float_spin(

@@ -116,8 +116,10 @@ def _add_model_and_validation(p: argparse.ArgumentParser) -> None:
     )
     model.add_argument("--architecture", choices=ARCHITECTURES, default=None,
                        help="network: the compact CNN (compact_cnn, the default: 3x3 stages "
-                            "and global pooling, at 0.6 um/px) or the paper's CNN (paper_cnn, "
-                            "at 1.2 um/px)")
+                            "and global pooling, at 0.6 um/px), the paper's CNN (paper_cnn, "
+                            "at 1.2 um/px) or the feature network (feature_mlp: defocus "
+                            "statistics and the power spectrum read by a small network, at "
+                            "0.24 um/px)")
     model.add_argument("--bin-um", type=_args.length_um(_args.BIN_UM),
                        help="z-bin size, um (paper: 1)")
     model.add_argument("--z-range", nargs=2, metavar=("MIN", "MAX"),

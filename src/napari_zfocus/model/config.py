@@ -19,7 +19,7 @@ import numpy as np
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.validation import check_choice, check_number
 
-ARCHITECTURES = ("paper_cnn", "compact_cnn")
+ARCHITECTURES = ("paper_cnn", "compact_cnn", "feature_mlp")
 
 #: The compact network (``architecture="compact_cnn"``, :class:`~.network.CompactCNN`):
 #: per stage a strided 3x3 convolution and a 3x3 convolution with batch-norm, global average
@@ -29,6 +29,15 @@ ARCHITECTURES = ("paper_cnn", "compact_cnn")
 COMPACT_SETTINGS: dict = {
     "architecture": "compact_cnn", "pixel_size_um": 0.6, "conv_features": (24, 48, 96, 128),
     "kernel_size": 3, "pool_size": 2, "fc_features": 128, "dropout": 0.2, "batchnorm": True,
+}
+
+#: The feature network (``architecture="feature_mlp"``, :class:`~.network.FeatureMLP`):
+#: fixed defocus features (scale-space statistics and the radial power spectrum,
+#: :mod:`.feature_layout`) of a 60 um field at 0.24 um/px, read by two hidden layers of
+#: 256 with dropout 0.5. The convolution settings are unused (set to their minimum).
+FEATURE_SETTINGS: dict = {
+    "architecture": "feature_mlp", "pixel_size_um": 0.24, "conv_features": (1,),
+    "kernel_size": 1, "pool_size": 1, "fc_features": 256, "dropout": 0.5, "batchnorm": True,
 }
 
 #: The paper CNN on a CPU budget: a 60 um field at 1.2 um/px (20x downsampling of 60 nm
@@ -94,6 +103,8 @@ def _network_size(config: ModelConfig) -> tuple[int, int]:
     from the settings alone, so an absurd file is refused before anything is allocated."""
     if config.architecture == "compact_cnn":
         return _compact_size(config)
+    if config.architecture == "feature_mlp":
+        return _feature_size(config)
     side, in_ch, params, activations = config.input_px, 1, 0, 0
     k = config.kernel_size
     for feats in config.conv_features:
@@ -120,6 +131,17 @@ def _compact_size(config: ModelConfig) -> tuple[int, int]:
     params += in_ch * config.fc_features + config.fc_features
     params += config.fc_features * config.n_bins + config.n_bins
     return params, activations
+
+
+def _feature_size(config: ModelConfig) -> tuple[int, int]:
+    """:func:`_network_size` of the feature network (a few maps of the input's size)."""
+    from napari_zfocus.model.feature_layout import feature_layout
+
+    n = feature_layout(config.pixel_size_um, config.field_um).n_features
+    hidden = config.fc_features
+    params = n * hidden + hidden + hidden * hidden + hidden + hidden * config.n_bins \
+        + config.n_bins
+    return params, 4 * config.input_px * config.input_px
 
 
 @dataclass
@@ -286,8 +308,9 @@ class ModelConfig:
         """The CPU-budget setting of a network: ``"compact_cnn"`` (:meth:`compact`) or
         ``"paper_cnn"`` (:meth:`paper_cpu`), then ``overrides``."""
         check_choice(architecture, "architecture", ARCHITECTURES)
-        preset = COMPACT_SETTINGS if architecture == "compact_cnn" else PAPER_CPU_SETTINGS
-        return cls(**{**preset, **overrides})
+        presets = {"compact_cnn": COMPACT_SETTINGS, "paper_cnn": PAPER_CPU_SETTINGS,
+                   "feature_mlp": FEATURE_SETTINGS}
+        return cls(**{**presets[architecture], **overrides})
 
     @classmethod
     def compact(cls, **overrides) -> ModelConfig:

@@ -6,6 +6,10 @@ or the readout). 6.8 M parameters at 250 x 250 px input and 41 bins.
 
 :class:`CompactCNN` (``architecture="compact_cnn"``) is a smaller alternative for CPU
 budgets (see :data:`~napari_zfocus.model.config.COMPACT_SETTINGS`).
+
+:class:`FeatureMLP` (``architecture="feature_mlp"``) reads fixed defocus features
+(:mod:`.defocus_features`: scale-space statistics and the radial spectrum) with a small
+fully connected network; see :data:`~napari_zfocus.model.config.FEATURE_SETTINGS`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from napari_zfocus.model.config import ModelConfig
+from napari_zfocus.model.defocus_features import DefocusFeatures
 
 
 class SamePad(nn.Module):
@@ -103,12 +108,50 @@ class CompactCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class FeatureMLP(nn.Module):
+    """Defocus features, standardised, read by two hidden layers of ``fc_features``.
+
+    The features (:class:`~.defocus_features.DefocusFeatures`) are fixed; a batch-norm
+    without scale and shift standardises them with statistics of the training images
+    (stored in the model file), then two GELU layers with dropout ``config.dropout``
+    give the logits. The convolution settings of the config are not used.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.features = DefocusFeatures(config.pixel_size_um, config.field_um)
+        n, hidden = self.features.n_features, config.fc_features
+        self.classifier = nn.Sequential(
+            nn.BatchNorm1d(n, affine=False),
+            nn.Linear(n, hidden),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(hidden, config.n_bins),
+        )
+
+    def extract_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The fixed features ``(N, F)`` of images ``(N, 1, H, W)`` (no gradients)."""
+        return self.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of images ``(N, 1, H, W)``, or of features ``(N, F)`` from
+        :meth:`extract_features` (training replays them, ``training/feature_replay.py``)."""
+        if x.ndim == 2:
+            return self.classifier(x)
+        return self.classifier(self.features(x))
+
+
 def build_network(config: ModelConfig) -> nn.Module:
     """Build the network that ``config.architecture`` names."""
     if config.architecture == "paper_cnn":
         return PaperCNN(config)
     if config.architecture == "compact_cnn":
         return CompactCNN(config)
+    if config.architecture == "feature_mlp":
+        return FeatureMLP(config)
     raise ValueError(f"unknown architecture {config.architecture!r}")  # validated by config
 
 

@@ -30,6 +30,12 @@ from napari_zfocus.training.calibration_fit import (
     reference_features,
 )
 from napari_zfocus.training.checkpoint import checkpoint_path, save_checkpoint
+from napari_zfocus.training.feature_replay import (
+    REPLAY_BATCH,
+    REPLAY_UPDATES,
+    FeatureReplay,
+    extracts_features,
+)
 from napari_zfocus.training.keep_best import BestWeights
 from napari_zfocus.training.labels import soft_cross_entropy, soft_targets
 from napari_zfocus.training.run_setup import (
@@ -78,6 +84,7 @@ class Trainer:
     stopped_early: str = ""  # why it stopped before its budget ("" if it did not)
     kept_step: int | None = None  # whose weights the model file holds
     kept: str = ""  # and why, for people
+    replay: FeatureReplay | None = None  # fixed-feature networks only (feature_replay.py)
 
     @classmethod
     def create(
@@ -106,6 +113,8 @@ class Trainer:
             dataset, mc, tc, cancel, ctx, device, t_start, data, network,
             model=ddp.wrap(network.net, ctx, device), budget=Budget.of(tc), best=best,
         )
+        if extracts_features(network.net):
+            trainer.replay = FeatureReplay()
         if start is not None:
             trainer.start_model = start.record
         if resumed is not None:
@@ -122,6 +131,12 @@ class Trainer:
         self.start_model = dict(resumed.get("start_model") or {}) or None
         self.start_metrics = dict((resumed.get("best") or {}).get("start_metrics") or {})
         self.best.resume_from(resumed)
+        if self.replay is not None:
+            self.replay.refill(self.make_batch, self._extract, self.step, self.tc.batch)
+
+    def _extract(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return self.network.net.extract_features(x)  # type: ignore[operator]
 
     # -- time and events ------------------------------------------------------------
 
@@ -179,16 +194,35 @@ class Trainer:
         return x, soft_targets(z, self.mc, tc.label_sigma_um)
 
     def optimiser_step(self, x: torch.Tensor, target: torch.Tensor, lr: float) -> float:
-        """One Adam step on a batch at learning rate ``lr``; returns the (finite) loss."""
+        """One step on a batch at learning rate ``lr``; returns the (finite) loss.
+
+        One Adam update on the batch, or for a fixed-feature network
+        :data:`~.feature_replay.REPLAY_UPDATES` updates of its classifier on feature
+        vectors drawn from the replay the batch's features join (the mean loss).
+        """
         tc, net = self.tc, self.network
         for group in net.opt.param_groups:
             group["lr"] = lr
-        x = x.to(self.device, non_blocking=True)
-        if tc.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         target = target.to(self.device, non_blocking=True)
         # Dropout masks of step k depend on (seed, rank, k) only: exact resume.
         torch.manual_seed(hash((tc.seed, self.ctx.rank, self.step)) & 0x7FFF_FFFF_FFFF)
+        if self.replay is None:
+            x = x.to(self.device, non_blocking=True)
+            if tc.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss_value = self._update(x, target)
+        else:
+            self.replay.add(self._extract(x), target)
+            rng = np.random.default_rng([tc.seed, self.ctx.rank, self.step, 1])
+            losses = [self._update(*self.replay.sample(rng, REPLAY_BATCH))
+                      for _ in range(REPLAY_UPDATES)]
+            loss_value = float(np.mean(losses))
+        self.step += 1
+        return loss_value
+
+    def _update(self, x: torch.Tensor, target: torch.Tensor) -> float:
+        """One Adam update of the network on inputs ``x``; raises if the loss diverged."""
+        net = self.network
         with net.autocast:
             logits = self.model(x)
         loss = soft_cross_entropy(logits, target)
@@ -199,10 +233,9 @@ class Trainer:
         loss_value = float(loss.item())
         if not math.isfinite(loss_value):
             raise ZFocusError(
-                f"{tc.out}: training diverged (loss {loss_value}) at step {self.step + 1}; "
-                f"lower the learning rate (now {tc.lr:g})"
+                f"{self.tc.out}: training diverged (loss {loss_value}) at step "
+                f"{self.step + 1}; lower the learning rate (now {self.tc.lr:g})"
             )
-        self.step += 1
         return loss_value
 
     def count_images(self, step_s: float) -> None:
