@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_training_loop import make_dataset
+from test_training_loop import assert_resume_is_exact, make_dataset
 
 from napari_zfocus.data import read_dataset
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.io import load_model
 from napari_zfocus.training import feature_replay
 from napari_zfocus.training.feature_replay import FeatureReplay, extracts_features
-from napari_zfocus.training.loop import CancelToken, TrainConfig, train
+from napari_zfocus.training.loop import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -90,21 +90,4 @@ def test_a_feature_network_learns_the_tiny_world(dataset, tmp_path):
 def test_resume_replays_exactly_like_an_uninterrupted_run(dataset, tmp_path, monkeypatch):
     # A buffer smaller than the run, so the resumed run must rebuild a wrapped ring.
     monkeypatch.setattr(feature_replay, "REPLAY_CAPACITY", 20)
-    full = _run(dataset, tmp_path / "full.zfm", steps=8)
-    out = tmp_path / "part.zfm"
-    cancel = CancelToken()
-    part = []
-    for e in train(read_dataset(dataset), _feature_model(),
-                   TrainConfig(out=out, steps=8, batch=8, lr=2e-3, val_fraction=0.25,
-                               threads=2, validation_every=0, checkpoint_every=0,
-                               checkpoint_every_s=0), cancel):
-        part.append(e)
-        if e.kind == "step" and e.step == 5:
-            cancel.cancel()
-    rest = _run(dataset, out, resume=True, steps=8)
-    assert rest[-1].kind == "done"
-    losses = [e.loss for e in part + rest if e.kind == "step"]
-    np.testing.assert_allclose(losses, [e.loss for e in full if e.kind == "step"], rtol=1e-5)
-    a, b = load_model(tmp_path / "full.zfm").net.state_dict(), load_model(out).net.state_dict()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    assert_resume_is_exact(dataset, _feature_model(), tmp_path, steps=8, stop_at=5)
