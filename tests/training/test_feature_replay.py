@@ -8,14 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_training_loop import assert_resume_is_exact, make_dataset
+from test_training_loop import assert_resume_is_exact, make_dataset, run
 
-from napari_zfocus.data import read_dataset
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.io import load_model
 from napari_zfocus.training import feature_replay
 from napari_zfocus.training.feature_replay import FeatureReplay, extracts_features
-from napari_zfocus.training.loop import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +68,9 @@ def _feature_model() -> ModelConfig:
         fc_features=64, dropout=0.2)
 
 
-def _run(data, out, cancel=None, **kw):
-    settings = dict(out=out, steps=6, batch=8, lr=2e-3, val_fraction=0.25, threads=2,
-                    validation_every=0, checkpoint_every=0, checkpoint_every_s=0)
-    settings.update(kw)
-    return list(train(read_dataset(data), _feature_model(), TrainConfig(**settings), cancel))
-
-
 def test_a_feature_network_learns_the_tiny_world(dataset, tmp_path):
-    events = _run(dataset, tmp_path / "f.zfm", steps=60, batch=16, validation_every=60)
+    events = run(dataset, tmp_path / "f.zfm", model=_feature_model(), steps=60, batch=16,
+                 validation_every=60)
     assert events[-1].kind == "done"
     final = events[-1].metrics
     # 11 bins: guessing gets ~3/11 within +/-1 um.

@@ -73,11 +73,13 @@ def dataset(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("ds") / "tiny")
 
 
-def run(dataset, out, cancel=None, **kw) -> list[TrainEvent]:
+def run(dataset, out, cancel=None, model: ModelConfig | None = None, **kw) -> list[TrainEvent]:
+    """Train ``model`` (default :func:`tiny_model`) with small settings; ``kw`` override."""
     settings = dict(out=out, steps=6, batch=8, lr=2e-3, val_fraction=0.25, threads=2,
                     validation_every=0, checkpoint_every=0, checkpoint_every_s=0)
     settings.update(kw)
-    return list(train(read_dataset(dataset), tiny_model(), TrainConfig(**settings), cancel))
+    return list(train(read_dataset(dataset), model or tiny_model(), TrainConfig(**settings),
+                      cancel))
 
 
 def test_tiny_model_learns_well_above_chance(dataset, tmp_path):
