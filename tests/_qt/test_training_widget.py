@@ -219,8 +219,12 @@ def test_the_network_choice_sets_its_own_input(make_napari_viewer):
     widget.network_combo.setCurrentIndex(0)
     widget.pixel_spin.setValue(0.8)  # a typed value wins over the preset
     assert widget.model_config() == ModelConfig.compact(pixel_size_um=0.8)
+    assert widget.batchnorm_box.isEnabled()
     widget.network_combo.setCurrentIndex(2)
     assert widget.model_config() == ModelConfig.for_architecture("feature_mlp")
+    assert not widget.batchnorm_box.isEnabled()  # it always standardises its features
+    widget.network_combo.setCurrentIndex(0)
+    assert widget.batchnorm_box.isEnabled()
 
 
 class _Answer:

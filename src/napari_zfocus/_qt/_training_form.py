@@ -139,6 +139,7 @@ class TrainingForm:
             preset = ModelConfig.for_architecture(self.architecture())
             self.pixel_spin.setValue(preset.pixel_size_um)
             self.batchnorm_box.setChecked(preset.batchnorm)
+        self.lock_network()
 
     def _training_box(self) -> QGroupBox:
         fast = recipe_form(paper=False)
@@ -221,6 +222,9 @@ class TrainingForm:
         self.start_edit.setEnabled(idle and spec == "file")
         for widget in self.network_fields():
             widget.setEnabled(idle and spec is None)
+        # The feature network always standardises its features: the box would do nothing.
+        if self.architecture() == "feature_mlp":
+            self.batchnorm_box.setEnabled(False)
 
     def _start_config(self, spec: str) -> ModelConfig:
         from napari_zfocus.model.base_model import resolve_start_model
