@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from napari_zfocus.errors import ZFocusError
-from napari_zfocus.model.config import ModelConfig, _network_size
+from napari_zfocus.model.config import (
+    ARCHITECTURE_SETTINGS,
+    ARCHITECTURES,
+    ModelConfig,
+    _network_size,
+)
 from napari_zfocus.model.io import load_model, save_model
 from napari_zfocus.model.network import CompactCNN, build_network, count_parameters
 
@@ -62,3 +67,4 @@ def test_each_architecture_has_its_cpu_budget_setting() -> None:
     assert ModelConfig.recommended() == ModelConfig.compact()  # the default since #12
     with pytest.raises(ZFocusError, match="architecture"):
         ModelConfig.for_architecture("resnet")
+    assert tuple(ARCHITECTURE_SETTINGS) == ARCHITECTURES  # one setting per network

@@ -47,6 +47,12 @@ FEATURE_SETTINGS: dict = {
 #: 76.3 % at 0.48 um/px (README, Benchmarks). The shipped demo and base models use it.
 PAPER_CPU_SETTINGS: dict = {"pixel_size_um": 1.2, "batchnorm": True}
 
+#: Each architecture's CPU-budget setting (:meth:`ModelConfig.for_architecture`).
+ARCHITECTURE_SETTINGS: dict[str, dict] = {
+    "paper_cnn": PAPER_CPU_SETTINGS, "compact_cnn": COMPACT_SETTINGS,
+    "feature_mlp": FEATURE_SETTINGS,
+}
+
 #: What ``zfocus train`` and the training widget start from: the compact CNN. At the same
 #: CPU budget it beat the paper CNN at 1.2 um/px on our own standard set (93.5 % against
 #: 88.5 % within +/-1 um), on the independent waveorder world (63.2 % against 50.0 %) and
@@ -305,12 +311,11 @@ class ModelConfig:
 
     @classmethod
     def for_architecture(cls, architecture: str, **overrides) -> ModelConfig:
-        """The CPU-budget setting of a network: ``"compact_cnn"`` (:meth:`compact`) or
-        ``"paper_cnn"`` (:meth:`paper_cpu`), then ``overrides``."""
+        """The CPU-budget setting of a network (:data:`ARCHITECTURE_SETTINGS`):
+        ``"compact_cnn"`` (:meth:`compact`), ``"paper_cnn"`` (:meth:`paper_cpu`) or
+        ``"feature_mlp"``, then ``overrides``."""
         check_choice(architecture, "architecture", ARCHITECTURES)
-        presets = {"compact_cnn": COMPACT_SETTINGS, "paper_cnn": PAPER_CPU_SETTINGS,
-                   "feature_mlp": FEATURE_SETTINGS}
-        return cls(**{**presets[architecture], **overrides})
+        return cls(**{**ARCHITECTURE_SETTINGS[architecture], **overrides})
 
     @classmethod
     def compact(cls, **overrides) -> ModelConfig:
