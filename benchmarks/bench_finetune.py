@@ -2,20 +2,22 @@
 
 Issue #14's study. The domain is one the base model never saw: the independent waveorder
 world (``benchmarks/worlds/waveorder_world.py``, another forward model, its own phantoms
-and camera; the base model is trained on our simulator's broad preset only). For every
-number of the domain's annotated stacks (nested subsets of one training set), one run
-from scratch and one from the base model, at the same budget (steps; the CPU seconds of
-each run are recorded), all tested on the same held-out stacks of the domain. Plus the
-base model zero-shot.
+and camera; the base model is trained on our simulator's broad preset only), either as drawn
+(condenser aperture 0.25-0.55 per stack) or as one lab's microscope (``--condenser-na A``:
+one Koehler setting for all stacks, as on a real stand). For every number of the domain's
+annotated stacks (nested subsets of one training set), one run from scratch and one from the
+base model, at the same budget (``--minutes``: equal wall-clock time, the issue's terms; or
+``--steps``; the steps and CPU seconds of each run are recorded), all tested on the same
+held-out stacks of the domain. Plus the base model zero-shot.
 
-Each run is the real command, ``zfocus train SUBSET --out M --steps N [--from MODEL]``,
+Each run is the real command, ``zfocus train SUBSET --out M --minutes M [--from MODEL]``,
 so what is measured is what users get (``--from`` brings the few-stack schedule: a lower
 learning rate with a short warm-up). Usage::
 
     python benchmarks/worlds/waveorder_world.py _scratch/wo_train80 --stacks 80 --seed 41000
     python benchmarks/worlds/waveorder_world.py _scratch/wo_test30 --stacks 30 --seed 42000
     python benchmarks/bench_finetune.py --base src/napari_zfocus/resources/base_model.zfm \\
-        --train _scratch/wo_train80 --test _scratch/wo_test30 --sizes 2,5,10,20 --steps 1500
+        --train _scratch/wo_train80 --test _scratch/wo_test30 --sizes 2,5,10,20 --minutes 3
 
 Prints a Markdown table and writes ``--json`` (default ``_scratch/finetune/summary.json``)
 and, with ``--figure``, a PNG of within +/-1 um against the number of stacks.
@@ -59,11 +61,12 @@ def subset(src: Path, dst: Path, n: int) -> Path:
 
 
 def train(
-    data: Path, out: Path, steps: int, start: Path | None, extra: list[str]
+    data: Path, out: Path, budget: list[str], start: Path | None, extra: list[str]
 ) -> dict[str, Any]:
-    """Run ``zfocus train`` and return its JSON summary plus wall and CPU seconds."""
+    """Run ``zfocus train`` with ``budget`` (``--steps N`` or ``--minutes M``) and return its
+    JSON summary plus wall and CPU seconds."""
     cmd = [sys.executable, "-m", "napari_zfocus.cli", "train", str(data), "--out", str(out),
-           "--overwrite", "--steps", str(steps), "--json", "--no-progress", *extra]
+           "--overwrite", *budget, "--json", "--no-progress", *extra]
     if start is not None:
         cmd += ["--from", str(start)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -86,7 +89,11 @@ def main() -> int:
     p.add_argument("--train", type=Path, required=True, help="the domain's training stacks")
     p.add_argument("--test", type=Path, required=True, help="the domain's test stacks")
     p.add_argument("--sizes", default="2,5,10,20,40,80")
-    p.add_argument("--steps", type=int, default=1500, help="step budget of every run")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, default=1500, help="step budget of every run")
+    budget.add_argument("--minutes", type=float, default=None,
+                        help="wall-clock budget of every run instead of steps (the issue's "
+                             "'equal wall-clock budgets'; the steps each run made are recorded)")
     p.add_argument("--scratch-args", default="", help="extra flags of the from-scratch runs")
     p.add_argument("--base-args", default="",
                    help="extra flags of the runs from the base (e.g. to change its schedule)")
@@ -110,13 +117,16 @@ def main() -> int:
                 continue
             model = args.work / f"{key}.zfm"
             extra = (args.scratch_args if start is None else args.base_args).split()
-            run = train(data, model, args.steps, start, extra)
+            budget = (["--minutes", str(args.minutes)] if args.minutes is not None
+                      else ["--steps", str(args.steps)])
+            run = train(data, model, budget, start, extra)
             results[key] = {"train": run, "test": evaluate_model(model, args.test),
-                            "stacks": n, "steps": args.steps}
+                            "stacks": n, "steps": run["steps"], "minutes": args.minutes}
             out_json.write_text(json.dumps(results, indent=1))
             t = results[key]["test"]
             print(f"{key}: median {t['median_abs_error_um']:.2f} um, within 1 um "
-                  f"{t['within_1um']:.1%}, {run['cpu_s']:.0f} CPU-s", file=sys.stderr)
+                  f"{t['within_1um']:.1%}, {run['steps']} steps, {run['wall_s']:.0f} s, "
+                  f"{run['cpu_s']:.0f} CPU-s", file=sys.stderr)
     print_table(results)
     if args.figure:
         plot(results, args.figure)
@@ -136,12 +146,13 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"zero-shot base: median {z['median_abs_error_um']:.2f} um, "
               f"{z['within_1um']:.1%} within +/-1 um\n")
     print("| stacks | from scratch: median, within +/-1 um | from the base: median, "
-          "within +/-1 um | CPU s (scratch / base) |")
+          "within +/-1 um | steps, CPU s (scratch / base) |")
     print("|---|---|---|---|")
     sizes = sorted({v["stacks"] for k, v in results.items() if k != "zero_shot"})
     for n in sizes:
         s, b = results.get(f"scratch_{n}"), results.get(f"base_{n}")
-        cpu = " / ".join(f"{r['train']['cpu_s']:.0f}" if r else "-" for r in (s, b))
+        cpu = " / ".join(f"{r['train']['steps']}, {r['train']['cpu_s']:.0f}" if r else "-"
+                         for r in (s, b))
         print(f"| {n} | {_cell(s)} | {_cell(b)} | {cpu} |")
 
 

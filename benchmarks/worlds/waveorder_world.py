@@ -171,14 +171,20 @@ def focus_range(n_slices: int) -> tuple[int, int]:
 
 
 def simulate_stack(seed: np.random.SeedSequence | int, size: int = 320,
-                   n_slices: int = N_SLICES) -> WorldStack:
-    """Simulate one ``(n_slices, size, size)`` uint16 stack from ``seed``."""
+                   n_slices: int = N_SLICES,
+                   condenser_na: tuple[float, float] = CONDENSER_NA) -> WorldStack:
+    """Simulate one ``(n_slices, size, size)`` uint16 stack from ``seed``.
+
+    ``condenser_na`` is the range the condenser aperture is drawn from; ``(a, a)`` is one
+    microscope's fixed Koehler setting. The draw is made either way, so a seed gives the same
+    scene, camera and focus whatever the range.
+    """
     rng = np.random.default_rng(seed)
     scene = draw_scene(rng, size * PIXEL_UM)
     focus = int(rng.integers(focus_range(n_slices)[0], focus_range(n_slices)[1] + 1))
     # The floor cells' mid-plane lies between slices; a person annotates the nearest one.
     sub = float(rng.uniform(-0.5, 0.5))
-    condenser_na = float(rng.uniform(*CONDENSER_NA))
+    condenser_na = float(rng.uniform(*condenser_na))
     photons = float(math.exp(rng.uniform(*np.log(PHOTONS))))
     slab_steps, phase, absorb = _slabs(scene, size, sub)
     plane_steps = (np.arange(n_slices) - focus) * round(Z_STEP_UM / SLAB_UM)
@@ -212,6 +218,7 @@ def _slabs(scene: Scene, size: int, sub: float) -> tuple[np.ndarray, np.ndarray,
 
 
 def write_world_dataset(out: str | Path, n_stacks: int, seed: int = 0, size: int = 320, *,
+                        condenser_na: tuple[float, float] = CONDENSER_NA,
                         overwrite: bool = False,
                         progress: Callable[[int, int], None] | None = None) -> Path:
     """Write ``n_stacks`` stacks, ``annotations.csv`` and ``world.json`` into ``out``.
@@ -233,11 +240,12 @@ def write_world_dataset(out: str | Path, n_stacks: int, seed: int = 0, size: int
     root.mkdir(parents=True, exist_ok=True)
     with write_errors_named(root / "world.json", "world description"):
         atomic_write_text(root / "world.json", json.dumps(world_description(
-            n_stacks, seed, size), indent=2) + "\n")
+            n_stacks, seed, size, condenser_na), indent=2) + "\n")
     width = max(3, len(str(n_stacks - 1)))
     annotations: list[Annotation] = []
     for i in range(n_stacks):
-        stack = simulate_stack(np.random.SeedSequence(seed, spawn_key=(i,)), size)
+        stack = simulate_stack(np.random.SeedSequence(seed, spawn_key=(i,)), size,
+                               condenser_na=condenser_na)
         name = f"stack_{i:0{width}d}.tif"
         with write_errors_named(root / name, "stack"):
             write_stack(root / name, stack.data, z_step_um=Z_STEP_UM, pixel_size_um=PIXEL_UM)
@@ -253,7 +261,8 @@ def write_world_dataset(out: str | Path, n_stacks: int, seed: int = 0, size: int
     return root / "annotations.csv"
 
 
-def world_description(n_stacks: int, seed: int, size: int) -> dict[str, object]:
+def world_description(n_stacks: int, seed: int, size: int,
+                      condenser_na: tuple[float, float] = CONDENSER_NA) -> dict[str, object]:
     """What ``world.json`` says: the fixed optics, the drawn ranges and the versions."""
     return {
         "name": "waveorder",
@@ -264,7 +273,7 @@ def world_description(n_stacks: int, seed: int, size: int) -> dict[str, object]:
         "pixel_size_um": PIXEL_UM, "z_step_um": Z_STEP_UM, "slab_um": SLAB_UM,
         "wavelength_um": WAVELENGTH_UM, "na_detection": NA_DETECTION, "n_media": N_MEDIA,
         "chamber_um": CHAMBER_UM,
-        "ranges": {"condenser_na": list(CONDENSER_NA), "photons_per_px": list(PHOTONS),
+        "ranges": {"condenser_na": list(condenser_na), "photons_per_px": list(PHOTONS),
                    "focus_index": list(FOCUS_RANGE), "cells_per_320px_field":
                    list(CELLS_PER_FIELD), "index_excess": [0.02, 0.06]},
         "camera": {"offset_adu": OFFSET_ADU, "gain_adu_per_e": [0.4, 1.2],
@@ -283,12 +292,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=arg_type(check_number, integer=True, lo=0), default=0)
     parser.add_argument("--size", type=arg_type(check_number, integer=True, lo=32, hi=2048),
                         default=320, help="stack width and height in pixels (default 320)")
+    parser.add_argument("--condenser-na", type=arg_type(check_number, lo=0.05, hi=1.0),
+                        nargs="+", metavar="NA", default=list(CONDENSER_NA),
+                        help="condenser aperture: one value (a microscope's fixed Koehler "
+                             "setting) or a range LO HI drawn per stack (default "
+                             f"{CONDENSER_NA[0]} {CONDENSER_NA[1]})")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty folder")
     args = parser.parse_args(argv)
+    if len(args.condenser_na) > 2 or args.condenser_na[0] > args.condenser_na[-1]:
+        parser.error("--condenser-na takes one value or LO HI with LO <= HI")
     try:
         csv_path = write_world_dataset(
-            args.out, args.stacks, args.seed, args.size, overwrite=args.overwrite,
+            args.out, args.stacks, args.seed, args.size,
+            condenser_na=(args.condenser_na[0], args.condenser_na[-1]), overwrite=args.overwrite,
             progress=lambda done, total: print(f"stack {done}/{total}", file=sys.stderr))
     except ZFocusError as exc:
         print(f"waveorder_world: error: {exc}", file=sys.stderr)

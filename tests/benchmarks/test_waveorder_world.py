@@ -136,3 +136,25 @@ def test_dataset_is_readable_and_never_overwritten(tmp_path, capsys):
     assert len(read_dataset(out).annotations) == 2  # untouched
     assert ww.main([str(out), "--stacks", "1", "--size", "32", "--overwrite"]) == 0
     assert len(read_dataset(out).annotations) == 1
+
+
+def test_fixed_condenser_aperture_keeps_the_scene_of_a_seed(tmp_path, capsys):
+    """``--condenser-na A`` is one microscope's Koehler setting: every stack gets ``A``,
+    and a seed still draws the same scene and focus (only the optics differ)."""
+    out = tmp_path / "lab"
+    assert ww.main([str(out), "--stacks", "2", "--size", "32", "--seed", "3",
+                    "--condenser-na", "0.4"]) == 0
+    dataset = read_dataset(out)
+    assert [a.extra["condenser_na"] for a in dataset.annotations] == ["0.400", "0.400"]
+    assert json.loads((out / "world.json").read_text())["ranges"]["condenser_na"] == [0.4, 0.4]
+    drawn = ww.simulate_stack(np.random.SeedSequence(3, spawn_key=(0,)), size=32)
+    fixed = ww.simulate_stack(np.random.SeedSequence(3, spawn_key=(0,)), size=32,
+                              condenser_na=(0.4, 0.4))
+    assert fixed.focus_index == drawn.focus_index
+    assert fixed.drawn["n_cells"] == drawn.drawn["n_cells"]
+    assert fixed.drawn["condenser_na"] == 0.4 != drawn.drawn["condenser_na"]
+
+    for bad in (["0.5", "0.4"], ["0.3", "0.4", "0.5"], ["2"]):
+        with pytest.raises(SystemExit):
+            ww.main([str(tmp_path / "bad"), "--stacks", "1", "--condenser-na", *bad])
+    assert "--condenser-na" in capsys.readouterr().err
