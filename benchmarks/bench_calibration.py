@@ -20,6 +20,7 @@ calibration exists is calibrated already. Usage::
 
     nice -n 10 python benchmarks/bench_calibration.py --calibrate         # the demo model
     python benchmarks/bench_calibration.py --model m.zfm --own-dir DATASET  # any model
+    python benchmarks/bench_calibration.py --model m.zfm --own-dir D --other-dir W1 W2  # any worlds
 
 Prints one JSON object: per world ``images``, ``within_1um``, ``wrong_2um`` (share with
 |error| > 2 um), ``ece`` and ``flagged`` (before and after calibration), ``ood`` (share
@@ -192,6 +193,9 @@ def main() -> int:
     p.add_argument("--other-stacks", type=int, default=20)
     p.add_argument("--own-dir", type=Path, nargs="*", default=None,
                    help="held-out datasets of the model's own world (default: the demo mix)")
+    p.add_argument("--other-dir", type=Path, nargs="*", default=None,
+                   help="datasets of other worlds, one world each (default: the simulated "
+                        "other optics and samples)")
     p.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = p.parse_args()
     from napari_zfocus.model.inference import Predictor
@@ -204,7 +208,9 @@ def main() -> int:
         out["calibration"] = calibrate(
             args.model, own_world(work, "cal", args.calibration_stacks, 7001), model)
     own = args.own_dir or own_world(work, "own", args.own_stacks, 7101)
-    worlds: dict[str, list[Path]] = {"own": own, **other_worlds(work, args.other_stacks)}
+    others_given = {d.name: [d] for d in args.other_dir or []}
+    worlds: dict[str, list[Path]] = {
+        "own": own, **(others_given or other_worlds(work, args.other_stacks))}
     for px in WRONG_PIXEL_SIZES:
         worlds[f"declared_{px:g}um_px"] = [declared_as(d, work / f"{d.name}_as_{px:g}", px)
                                            for d in own]

@@ -11,11 +11,16 @@ from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.config import (
     ARCHITECTURE_SETTINGS,
     ARCHITECTURES,
+    IGNORED_SETTINGS,
     ModelConfig,
     _network_size,
 )
 from napari_zfocus.model.io import load_model, save_model
 from napari_zfocus.model.network import CompactCNN, build_network, count_parameters
+
+#: A value other than every architecture's preset, per setting a network may ignore.
+_OTHER_VALUES = {"batchnorm": False, "conv_features": (4, 8), "kernel_size": 5,
+                 "pool_size": 3}
 
 
 @pytest.mark.parametrize(
@@ -68,3 +73,28 @@ def test_each_architecture_has_its_cpu_budget_setting() -> None:
     with pytest.raises(ZFocusError, match="architecture"):
         ModelConfig.for_architecture("resnet")
     assert tuple(ARCHITECTURE_SETTINGS) == ARCHITECTURES  # one setting per network
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_ignored_settings_do_not_change_the_network(architecture) -> None:
+    """What the training form greys out must really be unread: the same network (layer by
+    layer, parameter shapes) whatever those settings say."""
+    assert tuple(IGNORED_SETTINGS) == ARCHITECTURES
+    ignored = IGNORED_SETTINGS[architecture]
+    assert ignored <= set(_OTHER_VALUES)
+    torch.manual_seed(0)
+    net = build_network(ModelConfig.for_architecture(architecture))
+    shapes = [(n, tuple(p.shape)) for n, p in net.state_dict().items()]
+    for setting in ignored:
+        torch.manual_seed(0)
+        other = build_network(ModelConfig.for_architecture(
+            architecture, **{setting: _OTHER_VALUES[setting]}))
+        assert [(n, tuple(p.shape)) for n, p in other.state_dict().items()] == shapes
+        assert repr(other) == repr(net), setting
+    # ...and a setting that is read does change it (the check above could fail).
+    read = set(_OTHER_VALUES) - ignored
+    for setting in read:
+        other = build_network(ModelConfig.for_architecture(
+            architecture, **{setting: _OTHER_VALUES[setting]}))
+        assert repr(other) != repr(net) or [
+            (n, tuple(p.shape)) for n, p in other.state_dict().items()] != shapes, setting

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
 from napari_zfocus._qt._forms import choice_combo, float_spin, int_spin, with_browse
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.base_model import BASE_SPEC, base_model_installed
-from napari_zfocus.model.config import ModelConfig
+from napari_zfocus.model.config import IGNORED_SETTINGS, ModelConfig
 from napari_zfocus.training.recipe import build_train_config, recipe_form
 
 #: The "start from" choices: (label, what they name).
@@ -40,6 +40,10 @@ START_CHOICES = (("scratch", None), ("base model", BASE_SPEC), ("a model file", 
 NETWORK_CHOICES = (("compact CNN (3x3 stages, global pooling)", "compact_cnn"),
                    ("paper CNN (Wei & Roberts 2018)", "paper_cnn"),
                    ("feature network (defocus statistics and spectrum)", "feature_mlp"))
+
+#: The ``ModelConfig`` setting behind each of :meth:`TrainingForm.network_fields`.
+NETWORK_SETTINGS = ("architecture", "field_um", "pixel_size_um", "bin_um", "z_min_um",
+                    "z_max_um", "batchnorm")
 
 if TYPE_CHECKING:
     from napari_zfocus.training.loop import TrainConfig
@@ -57,7 +61,8 @@ class TrainingForm:
                 self.batchnorm_box)
 
     def network_fields(self) -> tuple[Any, ...]:
-        """The fields of the network: the start model's when starting from one."""
+        """The fields of the network (the settings :data:`NETWORK_SETTINGS` names, in that
+        order): the start model's when starting from one."""
         return (self.network_combo, self.field_spin, self.pixel_spin, self.bin_spin,
                 self.zmin_spin, self.zmax_spin, self.batchnorm_box)
 
@@ -220,11 +225,9 @@ class TrainingForm:
         idle = self.start_combo.isEnabled()
         spec = START_CHOICES[self.start_combo.currentIndex()][1]
         self.start_edit.setEnabled(idle and spec == "file")
-        for widget in self.network_fields():
-            widget.setEnabled(idle and spec is None)
-        # The feature network always standardises its features: the box would do nothing.
-        if self.architecture() == "feature_mlp":
-            self.batchnorm_box.setEnabled(False)
+        ignored = IGNORED_SETTINGS[self.architecture()]
+        for widget, setting in zip(self.network_fields(), NETWORK_SETTINGS, strict=True):
+            widget.setEnabled(idle and spec is None and setting not in ignored)
 
     def _start_config(self, spec: str) -> ModelConfig:
         from napari_zfocus.model.base_model import resolve_start_model

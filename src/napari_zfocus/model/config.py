@@ -53,6 +53,13 @@ ARCHITECTURE_SETTINGS: dict[str, dict] = {
     "feature_mlp": FEATURE_SETTINGS,
 }
 
+#: Settings a network does not read, per architecture (the training form greys them out):
+#: the feature network has no convolutions and always standardises its features.
+IGNORED_SETTINGS: dict[str, frozenset[str]] = {
+    "paper_cnn": frozenset(), "compact_cnn": frozenset(),
+    "feature_mlp": frozenset({"batchnorm", "conv_features", "kernel_size", "pool_size"}),
+}
+
 #: What ``zfocus train`` and the training widget start from: the compact CNN. At the same
 #: CPU budget it beat the paper CNN at 1.2 um/px on our own standard set (93.5 % against
 #: 88.5 % within +/-1 um), on the independent waveorder world (63.2 % against 50.0 %) and
