@@ -5,7 +5,11 @@ line fitted to predicted against true z. A slope above 1 means the model reads d
 as larger than it is (the error grows with |z|), an intercept is a constant offset.
 Then the correlation of the per-stack slope with every numeric column of
 ``annotations.csv`` (simulated sets record ``n_cells``, ``ceiling_fraction``,
-``condenser_na``, ``photons``), which shows what the errors follow.
+``condenser_na``, ``photons``), which shows what the errors follow. Last, over all
+images: the share within +/-1 um, the share whose sign of z is right at >= 2 um from focus,
+and the share within +/-1 um near focus (|z| <= 1 um). A model used on another microscope
+can be wrong by a gain (slopes far from 1) yet right in direction and at focus, which is
+what a focus controller needs (README, "Beyond our own simulator").
 
 Usage::
 
@@ -21,6 +25,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+#: The sign of z is scored on images at least this far from focus (um): nearer, a reading
+#: of the wrong sign is still within the controller's dead-band.
+SIGN_FROM_UM = 2.0
 
 
 def per_stack_errors(model: Path, dataset_dir: Path) -> list[dict]:
@@ -45,9 +53,16 @@ def per_stack_errors(model: Path, dataset_dir: Path) -> list[dict]:
         if len(z) < 2:
             continue
         slope, intercept = np.polyfit(z, pred, 1)
+        far, near = np.abs(z) >= SIGN_FROM_UM, np.abs(z) <= 1.0
         rows.append({
             **extra,
             "n_images": len(z),
+            "n_far": int(far.sum()),
+            "sign_right_far": float(np.mean(np.sign(pred[far]) == np.sign(z[far])))
+            if far.any() else float("nan"),
+            "n_near": int(near.sum()),
+            "near_within_1um": float(np.mean(np.abs(pred[near] - z[near]) <= 1.0))
+            if near.any() else float("nan"),
             "within_1um": float(np.mean(np.abs(pred - z) <= 1.0)),
             "mean_abs_error_um": float(np.mean(np.abs(pred - z))),
             "slope": float(slope),
@@ -56,11 +71,23 @@ def per_stack_errors(model: Path, dataset_dir: Path) -> list[dict]:
     return rows
 
 
+def pooled(rows: list[dict]) -> dict[str, float]:
+    """Over all images of all stacks: within +/-1 um, sign right at >= ``SIGN_FROM_UM``, within
+    +/-1 um near focus, and the median per-stack slope."""
+    def weighted(key: str, count: str) -> float:
+        n = sum(r[count] for r in rows)
+        return sum(r[key] * r[count] for r in rows if r[count]) / n if n else float("nan")
+    return {"within_1um": weighted("within_1um", "n_images"),
+            "sign_right_far": weighted("sign_right_far", "n_far"),
+            "near_within_1um": weighted("near_within_1um", "n_near"),
+            "median_slope": float(np.median([r["slope"] for r in rows]))}
+
+
 def correlations(rows: list[dict], target: str = "slope") -> dict[str, float]:
     """Pearson correlation of ``target`` with every numeric annotation column."""
     out = {}
     skip = {"stack", "focus_index", target, "n_images", "within_1um", "mean_abs_error_um",
-            "intercept_um", "slope"}
+            "intercept_um", "slope", "n_far", "sign_right_far", "n_near", "near_within_1um"}
     y = np.array([r[target] for r in rows])
     for key in rows[0]:
         if key in skip:
@@ -83,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = per_stack_errors(args.model, args.dataset)
     corr = correlations(rows)
     if args.json:
-        print(json.dumps({"stacks": rows, "slope_correlation": corr}))
+        print(json.dumps({"stacks": rows, "slope_correlation": corr, "pooled": pooled(rows)}))
         return 0
     cols = [k for k in ("n_cells", "ceiling_fraction", "condenser_na", "photons") if k in rows[0]]
     print("stack            within1  slope  intercept  " + "  ".join(cols))
@@ -93,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
               + "  ".join(f"{r[c]:>{len(c)}}" for c in cols))
     print("correlation of the slope with: "
           + ", ".join(f"{k} {v:+.2f}" for k, v in sorted(corr.items())))
+    total = pooled(rows)
+    print(f"all images: {total['within_1um']:.1%} within +/-1 um; sign right at >= "
+          f"{SIGN_FROM_UM:g} um from focus: {total['sign_right_far']:.1%}; within +/-1 um at "
+          f"|z| <= 1 um: {total['near_within_1um']:.1%}; median slope {total['median_slope']:.2f}")
     return 0
 
 
