@@ -32,6 +32,18 @@ def test_live_simulate_oracle_json_and_csv(tmp_path, capsys):
     assert len(rows) == 361 and rows[0]["reason"] == "locked"
 
 
+@pytest.mark.parametrize("gain", [0.74, 1.21])
+def test_a_model_with_the_wrong_gain_still_holds_focus(gain, capsys):
+    """A model read at another condenser aperture misjudges distances by a factor (0.74 and
+    1.21 measured) but not their sign: the loop still converges on focus, steps within the
+    limit. A gain beyond 2 would make every correction overshoot more than the error."""
+    rc = main(["live", "--simulate", *FAST, "--hours", "0.5", "--drift-um", "20",
+               "--oracle-gain", str(gain), "--json"])
+    assert rc == 0
+    d = last_json(capsys)
+    assert d["within_1um"] >= 0.99 and d["max_step_um"] <= 3.0
+
+
 def test_live_controller_flags_reach_the_controller(capsys):
     rc = main(["live", "--simulate", *FAST, "--hours", "0.2", "--drift-um", "20",
                "--max-step", "0.25", "--dead-band", "0.1", "--json"])

@@ -99,6 +99,7 @@ BAD: list[tuple[str, str, list[str]]] = [
     ("live", "--pixel-size", ["0", "100"]),
     ("live", "--frames", ["0"]),
     ("live", "--oracle-noise", ["-1", "1e3"]),
+    ("live", "--oracle-gain", ["0", "-1", "100", "nan"]),
     ("live", "--scene", ["forest"]),
     ("live", "--dead-band", ["-1", "100"]),
     ("live", "--max-step", ["0", "-3", "1000"]),
@@ -305,9 +306,11 @@ def test_demo_without_a_display_is_refused_not_aborted_by_qt(
     [
         (["live", "--simulate", "--frames", "10"], "--frames"),
         (["live", "--simulate", "--model", "m.zfm", "--oracle-noise", "0.1"], "--oracle-noise"),
+        (["live", "--simulate", "--oracle-gain", "0.8"], "--oracle-gain"),
         (["eval", "m.zfm", "ds", "--baseline-fit", "ds"], "--baseline-fit"),
     ],
-    ids=["live-frames-with-simulate", "live-model-and-oracle", "eval-fit-without-baselines"],
+    ids=["live-frames-with-simulate", "live-model-and-oracle", "live-gain-without-oracle",
+         "eval-fit-without-baselines"],
 )
 def test_a_flag_that_would_be_ignored_is_refused(argv: list[str], named: str) -> None:
     assert_refused(run_cli(*argv), named)

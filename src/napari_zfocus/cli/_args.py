@@ -56,6 +56,9 @@ INTERVAL_S = (0.01, 3600.0)
 MAX_DRIFT_UM = 1000.0
 #: Noise of the oracle estimate, um: 100 um of noise is no estimate at all.
 MAX_ORACLE_NOISE_UM = 100.0
+#: Gain of the oracle estimate over the true defocus: a sign flip (negative) or a 10x
+#: misreading is beyond any model that still reads defocus.
+ORACLE_GAIN = (0.01, 10.0)
 #: Simulated frame side, px: 16 is the simulator's minimum; 4096 px per side is a full
 #: camera frame and already gigabytes of optics arrays.
 SIM_FRAME_PX = (16, 4096)

@@ -76,6 +76,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    default=None, metavar="UM",
                    help="simulation only: replace the model by the true defocus + UM noise "
                         "(checks the control loop without a network)")
+    p.add_argument("--oracle-gain", type=_args.number(*_args.ORACLE_GAIN), default=None,
+                   metavar="G",
+                   help="with --oracle-noise: the estimate is G times the true defocus (a "
+                        "model read at another condenser aperture; default 1)")
     p.add_argument("--hours", type=_args.number(0.0, _args.MAX_SIM_HOURS, lo_open=True),
                    default=1.0, help="simulated hours (default 1)")
     p.add_argument("--drift-um", type=_args.number(-_args.MAX_DRIFT_UM, _args.MAX_DRIFT_UM),
@@ -152,6 +156,8 @@ def run_simulation(args: argparse.Namespace) -> int:
 
     if args.scene == "pattern" and args.oracle_noise is None:
         raise ZFocusError("--scene pattern is a test pattern for --oracle-noise, not for a model")
+    if args.oracle_gain is not None and args.oracle_noise is None:
+        raise ZFocusError("--oracle-gain applies to the oracle: give --oracle-noise too")
     if args.size < 8 or not args.pixel_size > 0:
         raise ZFocusError(f"bad simulated field: {args.size} px at {args.pixel_size} um/px")
     shape = (args.size, args.size)
@@ -167,6 +173,7 @@ def run_simulation(args: argparse.Namespace) -> int:
         args.model, hours=args.hours, drift_um=args.drift_um, frame_interval_s=args.interval_s,
         seed=args.seed, progress=announce(progress_printer(_decision_line)),
         oracle_noise_um=args.oracle_noise,
+        oracle_gain=1.0 if args.oracle_gain is None else args.oracle_gain,
         renderer=renderer, controller_settings=settings,
         microscope_settings=SimulatedMicroscopeSettings(shape=shape, pixel_size_um=args.pixel_size),
     )
@@ -189,8 +196,9 @@ def run_hardware(args: argparse.Namespace) -> int:
     cfg = Path(args.mm_config)
     if not cfg.is_file():
         raise ZFocusError(f"{cfg}: Micro-Manager configuration not found")
-    if args.oracle_noise is not None:
-        raise ZFocusError("--oracle-noise needs --simulate (hardware has no ground truth)")
+    if args.oracle_noise is not None or args.oracle_gain is not None:
+        raise ZFocusError("--oracle-noise and --oracle-gain need --simulate (hardware has no "
+                          "ground truth)")
     predictor = load_predictor(args.model)
     core = load_mmcore(cfg)
     microscope = MMCoreMicroscope(core)

@@ -141,6 +141,7 @@ def run_simulated_session(
     *,
     predictor: PredictorLike | None = None,
     oracle_noise_um: float | None = None,
+    oracle_gain: float = 1.0,
     renderer: SceneRenderer | None = None,
     controller_settings: ControllerSettings | None = None,
     microscope_settings: SimulatedMicroscopeSettings | None = None,
@@ -168,6 +169,9 @@ def run_simulated_session(
     oracle_noise_um
         Use an :class:`~napari_zfocus.live.simulated_microscope.OraclePredictor` (true defocus +
         this much noise) instead of a model: validates the loop without a network.
+    oracle_gain
+        The oracle reads ``oracle_gain`` times the true defocus: how the loop copes with a
+        model whose distances are off by a factor (another condenser aperture).
     renderer
         Injected scene renderer; default the project's bright-field simulator.
     controller_settings, microscope_settings, drift_settings
@@ -184,7 +188,8 @@ def run_simulated_session(
     microscope = SimulatedMicroscope(microscope_settings, drift=ThermalDrift(drift, seed=seed),
                                      renderer=renderer, clock=clock, seed=seed)
     if predictor is None:  # then oracle_noise_um is a number (else a model was loaded)
-        predictor = OraclePredictor(microscope, float(oracle_noise_um or 0.0), seed=seed)
+        predictor = OraclePredictor(microscope, float(oracle_noise_um or 0.0),
+                                    gain=oracle_gain, seed=seed)
     check_pixel_size_fits(predictor, microscope.pixel_size_um)
     controller = FocusController(predictor, microscope, controller_settings)
     n_frames = max(1, int(duration_s // frame_interval_s))

@@ -349,6 +349,10 @@ class OraclePredictor:
         Standard deviation of the estimate noise.
     bias_um
         Constant estimate bias (the lock absorbs it).
+    gain
+        The estimate is ``gain`` times the true defocus: a model used at another condenser
+        aperture than it was trained at reads distances with such a gain (0.74 and 1.21
+        measured, README "Beyond our own simulator").
     confidence
         Reported confidence.
     seed
@@ -361,17 +365,19 @@ class OraclePredictor:
         noise_um: float = 0.2,
         *,
         bias_um: float = 0.0,
+        gain: float = 1.0,
         confidence: float = 0.9,
         seed: int = 0,
     ) -> None:
         self.microscope = microscope
         self.noise_um = float(noise_um)
         self.bias_um = float(bias_um)
+        self.gain = float(gain)
         self.confidence = float(confidence)
         self._rng = np.random.default_rng(seed)
 
     def predict(self, image: np.ndarray, pixel_size_um: float) -> OraclePrediction:
         """Estimate of the last frame's defocus (the image itself is ignored)."""
-        z = self.microscope.last_true_defocus_um + self.bias_um
+        z = self.gain * self.microscope.last_true_defocus_um + self.bias_um
         z += self._rng.normal(0.0, self.noise_um) if self.noise_um > 0 else 0.0
         return OraclePrediction(z_um=z, z_argmax_um=float(np.rint(z)), confidence=self.confidence)
