@@ -110,6 +110,8 @@ def main() -> int:
     if "base" in arms and "zero_shot" not in results:
         results["zero_shot"] = evaluate_model(args.base, args.test)
         out_json.write_text(json.dumps(results, indent=1))
+    budget_flags = (["--minutes", str(args.minutes)] if args.minutes is not None
+                    else ["--steps", str(args.steps)])
     for n in (int(s) for s in args.sizes.split(",")):
         data = subset(args.train, args.work / f"data_{n}", n)
         for start, key in ((None, f"scratch_{n}"), (args.base, f"base_{n}")):
@@ -117,9 +119,7 @@ def main() -> int:
                 continue
             model = args.work / f"{key}.zfm"
             extra = (args.scratch_args if start is None else args.base_args).split()
-            budget = (["--minutes", str(args.minutes)] if args.minutes is not None
-                      else ["--steps", str(args.steps)])
-            run = train(data, model, budget, start, extra)
+            run = train(data, model, budget_flags, start, extra)
             results[key] = {"train": run, "test": evaluate_model(model, args.test),
                             "stacks": n, "steps": run["steps"], "minutes": args.minutes}
             out_json.write_text(json.dumps(results, indent=1))

@@ -41,10 +41,6 @@ NETWORK_CHOICES = (("compact CNN (3x3 stages, global pooling)", "compact_cnn"),
                    ("paper CNN (Wei & Roberts 2018)", "paper_cnn"),
                    ("feature network (defocus statistics and spectrum)", "feature_mlp"))
 
-#: The ``ModelConfig`` setting behind each of :meth:`TrainingForm.network_fields`.
-NETWORK_SETTINGS = ("architecture", "field_um", "pixel_size_um", "bin_um", "z_min_um",
-                    "z_max_um", "batchnorm")
-
 if TYPE_CHECKING:
     from napari_zfocus.training.loop import TrainConfig
 
@@ -60,11 +56,13 @@ class TrainingForm:
                 self.minutes_spin, self.lr_spin, self.seed_spin, self.paper_box,
                 self.batchnorm_box)
 
-    def network_fields(self) -> tuple[Any, ...]:
-        """The fields of the network (the settings :data:`NETWORK_SETTINGS` names, in that
-        order): the start model's when starting from one."""
-        return (self.network_combo, self.field_spin, self.pixel_spin, self.bin_spin,
-                self.zmin_spin, self.zmax_spin, self.batchnorm_box)
+    def network_fields(self) -> dict[str, Any]:
+        """The fields of the network, by the ``ModelConfig`` setting each one edits: the
+        start model's when starting from one."""
+        return {"architecture": self.network_combo, "field_um": self.field_spin,
+                "pixel_size_um": self.pixel_spin, "bin_um": self.bin_spin,
+                "z_min_um": self.zmin_spin, "z_max_um": self.zmax_spin,
+                "batchnorm": self.batchnorm_box}
 
     def architecture(self) -> str:
         """The network chosen in the form (an entry of ``model.config.ARCHITECTURES``)."""
@@ -226,7 +224,7 @@ class TrainingForm:
         spec = START_CHOICES[self.start_combo.currentIndex()][1]
         self.start_edit.setEnabled(idle and spec == "file")
         ignored = IGNORED_SETTINGS[self.architecture()]
-        for widget, setting in zip(self.network_fields(), NETWORK_SETTINGS, strict=True):
+        for setting, widget in self.network_fields().items():
             widget.setEnabled(idle and spec is None and setting not in ignored)
 
     def _start_config(self, spec: str) -> ModelConfig:
