@@ -252,6 +252,25 @@ def _dataset_file(out: Path, dataset: Path | None) -> str | None:
     return None
 
 
+def check_model_copy(out: str | os.PathLike[str], *, overwrite: bool, name: str = "--out",
+                     how: str = "pass --overwrite to replace it") -> Path:
+    """The rules of a model file written from another (``zfocus calibrate``, ``rescale``).
+
+    A file that is not a napari-zfocus model is never replaced; an existing model only on
+    ``overwrite`` (``how`` says how to ask for it); the folder must be writable.
+    """
+    if not str(out).strip():
+        raise ZFocusError(f"{name}: give a model file name such as model.zfm")
+    target = Path(out)
+    if os.path.lexists(target) and target.is_file():
+        if not is_model_file(target):
+            raise ZFocusError(f"{name} {target}: exists and is not a napari-zfocus model file; "
+                              f"refusing to replace it, choose another {name}")
+        if not overwrite:
+            raise ZFocusError(f"{name} {target}: a model already exists; {how}")
+    return check_output_file(target, name, overwrite=True)  # a folder, an unwritable place
+
+
 def check_model_output(
     out: str | os.PathLike[str],
     *,
@@ -357,6 +376,7 @@ def model_output_lock(out: str | os.PathLike[str], name: str = "--out") -> Itera
 
 __all__ = [
     "OutputExistsError",
+    "check_model_copy",
     "check_model_output",
     "check_output_file",
     "check_output_folder",

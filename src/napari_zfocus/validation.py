@@ -163,6 +163,20 @@ def inside_folder(folder: str | os.PathLike[str], relative: str, name: str) -> P
     return target
 
 
+def check_entry_version(entry: Any, name: str, newest: int) -> int:
+    """The ``version`` of a JSON ``entry`` of a file (``name``: ``"calibration"``), refusing
+    an entry that is not an object, has no integer version >= 1, or is newer than ``newest``
+    (written by a later napari-zfocus)."""
+    if not isinstance(entry, dict):
+        raise ZFocusError(f"{name} must be a JSON object")
+    version = int(check_number(entry.get("version"), f"{name} version", lo=1, integer=True,
+                               strict=True))
+    if version > newest:
+        raise ZFocusError(f"{name} version {version} is newer than this napari-zfocus reads "
+                          f"(<= {newest})")
+    return version
+
+
 def arg_type(check: Callable[..., T], **kwargs: Any) -> Callable[[str], T]:
     """An ``argparse`` ``type=`` that runs a check of this module on the flag's text.
 
@@ -185,6 +199,7 @@ def arg_type(check: Callable[..., T], **kwargs: Any) -> Callable[[str], T]:
 
 
 __all__ = [
+    "check_entry_version",
     "arg_type",
     "check_choice",
     "check_interval",

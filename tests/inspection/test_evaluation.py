@@ -211,3 +211,20 @@ def test_plots_and_csvs_are_written(tmp_path: Path) -> None:
         path=tmp_path / "curves.png",
     )
     assert (tmp_path / "curves.png").stat().st_size > 1000 and len(fig.axes) == 3
+
+
+def test_distance_gain_is_the_slope_near_focus_and_says_when_it_is_a_change() -> None:
+    from napari_zfocus.inspection.evaluation_result import distance_gain
+
+    z = np.tile(np.arange(-15.0, 16.0), 3)
+    stacks = np.repeat(["a.tif", "b.tif", "c.tif"], 31)
+    shifted = z + np.repeat([0.3, -0.4, 0.1], 31)  # wherever focus was marked
+    read = np.clip(0.74 * shifted, -20, 20)
+    gain = distance_gain({"stack": stacks, "z_true_um": shifted, "z_pred_um": read})
+    assert gain["gain"] == pytest.approx(0.74, abs=1e-6) and gain["change"] is True
+    assert gain["stacks"] == 3 and 0.05 <= gain["threshold"] < 0.26
+    same = distance_gain({"stack": stacks, "z_true_um": z, "z_pred_um": 1.02 * z})
+    assert same["change"] is False
+    few = np.array([0.0, 1.0, 2.0])
+    assert distance_gain({"stack": np.array(["a"] * 3), "z_true_um": few,
+                          "z_pred_um": few}) is None

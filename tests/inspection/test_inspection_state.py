@@ -12,8 +12,9 @@ from napari_zfocus.inspection.inspection_state import (
     InspectionState,
     MapGeometry,
     evaluation_summary,
+    rescale_summary,
 )
-from napari_zfocus.inspection.jobs import LoadedModel
+from napari_zfocus.inspection.jobs import LoadedModel, Rescaled
 
 
 def _model(path: str = "m.zfm") -> LoadedModel:
@@ -126,3 +127,38 @@ def test_unknown_pixel_size_assumes_the_models_and_warns_once_per_layer():
     assert warning is not None and warning.startswith("b: pixel size unknown")
     state.set_pixel_size(0.5)
     assert state.pixel_size_for_prediction() == (0.5, None)
+
+
+def test_rescale_checks_runs_once_cancels_and_uses_the_new_model(tmp_path):
+    state = InspectionState()
+    stack = tmp_path / "s.tif"
+    stack.write_bytes(b"")
+    with pytest.raises(ZFocusError, match="Load a model"):
+        state.start_rescale([stack], tmp_path / "r.zfm")
+    state = _ready()
+    with pytest.raises(ZFocusError, match="Add z-stacks"):
+        state.start_rescale([], tmp_path / "r.zfm")
+    with pytest.raises(ZFocusError, match="gone.tif: no such stack"):
+        state.start_rescale([stack, tmp_path / "gone.tif"], tmp_path / "r.zfm")
+    model, stacks, out, cancel = state.start_rescale([str(stack)], tmp_path / "r.zfm")
+    assert model == Path("m.zfm") and stacks == [stack] and out == tmp_path / "r.zfm"
+    assert state.start_rescale([stack], tmp_path / "r.zfm") is None  # one at a time
+    assert not state.controls().rescale and state.controls().cancel_rescale
+    state.close()
+    assert cancel.is_set()
+    state.rescale_finished()
+    assert state.controls().rescale
+    state.set_rescaled(None)  # cancelled: the old model stays
+    assert state.model.path == Path("m.zfm")
+    scale = SimpleNamespace(gain=0.74, fitted={"measured_gain": 0.74, "stacks": 3,
+                                               "stacks_fitted": 3, "applied": True,
+                                               "threshold": 0.07})
+    rescaled = Rescaled(_model(str(tmp_path / "r.zfm")), scale)
+    seen: list[LoadedModel] = []
+    state.model_changed.connect(seen.append)
+    state.set_rescaled(rescaled)
+    assert state.model.path == tmp_path / "r.zfm" and seen == [rescaled.loaded]
+    assert rescale_summary(rescaled) == (
+        f"Reads 0.74x the true distance on 3 of 3 stacks: readings divided by 0.74. Saved as "
+        f"{tmp_path / 'r.zfm'} and loaded.")
+    assert rescale_summary(None) == "Cancelled: nothing written."

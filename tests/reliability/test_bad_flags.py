@@ -27,6 +27,7 @@ PREFIX: dict[str, list[str]] = {
     "train": ["train", DATA, "--out", "OUT.zfm"],
     "eval": ["eval", MODEL, DATA],
     "predict": ["predict", MODEL, IMAGE],
+    "rescale": ["rescale", MODEL, IMAGE, "--out", "OUT.zfm"],
     "bench": ["bench", MODEL],
     "live": ["live", "--simulate"],
     "demo": ["demo", "--headless"],
@@ -84,6 +85,10 @@ BAD: list[tuple[str, str, list[str]]] = [
     ("predict", "--pixel-size", ["0", "-1", "1e6", "nan"]),
     ("predict", "--slice", ["-1", "1.5", "x"]),
     ("predict", "--device", ["bogus"]),
+    # rescale
+    ("rescale", "--z-step", ["0", "-1", "1000", *NOT_FINITE]),
+    ("rescale", "--pixel-size", ["0", "1e5", "nan"]),
+    ("rescale", "--device", ["bogus"]),
     # bench
     ("bench", "--frames", ["0", "-1", "1e7"]),
     ("bench", "--warmup", ["-1"]),
@@ -175,9 +180,11 @@ def test_flag_without_its_value_is_one_line() -> None:
         (["train", "ds"], "--out"),
         (["predict", MODEL, IMAGE, "--no-such-flag"], "--no-such-flag"),
         (["suggest"], "STACK"),
+        (["rescale", MODEL], "STACK"),
+        (["rescale", MODEL, IMAGE], "--out"),
     ],
     ids=["no command", "unknown command", "train bare", "train no --out", "unknown flag",
-         "suggest bare"],
+         "suggest bare", "rescale no stack", "rescale no --out"],
 )
 def test_argparse_errors_are_one_line(argv: list[str], named: str) -> None:
     line = assert_refused(run_cli(*argv), named)

@@ -8,12 +8,10 @@ error vs true z and the metrics table (the CNN beside its baselines,
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from napari.utils import progress
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -27,9 +25,9 @@ from qtpy.QtWidgets import (
     QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
-    QWidget,
 )
 
+from napari_zfocus._qt._job_tab import JobTab
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.inspection.inspection_state import Controls, evaluation_summary, progress_text
 from napari_zfocus.inspection.jobs import evaluate_job
@@ -46,7 +44,7 @@ def _embed(figure: Any, height_px: int = 300) -> FigureCanvasQTAgg:
     return canvas
 
 
-class EvaluationTab(QWidget):
+class EvaluationTab(JobTab):
     """Evaluate the loaded model on an annotated dataset folder.
 
     Parameters
@@ -56,14 +54,10 @@ class EvaluationTab(QWidget):
     """
 
     def __init__(self, dock: InspectionWidget) -> None:
-        super().__init__()
-        self.dock = dock
-        self.state = dock.state
+        super().__init__(dock)
         self.figures: dict[str, Any] = {}
-        self._progress: Any = None
         self._build_ui()
         self.state.evaluation_changed.connect(self._show_result)
-        dock.lifecycle.add_cleanup(self._close_progress)
 
     def _build_ui(self) -> None:
         layout = QVBoxLayout(self)
@@ -123,7 +117,7 @@ class EvaluationTab(QWidget):
         if started is None:
             return  # one runs already
         folder, cancel = started
-        self._progress = progress(total=0, desc="Evaluating model")
+        self._open_progress(0, "Evaluating model")
         self.eval_status.setText("Evaluating...")
         self.dock.start_worker(
             evaluate_job, self.state.predictor, folder, self.baselines_box.isChecked(), cancel,
@@ -132,23 +126,12 @@ class EvaluationTab(QWidget):
         )
 
     def _on_progress(self, event: Any) -> None:
-        pbar = self._progress
-        if pbar is not None:
-            pbar.set_description(f"Evaluating ({event.stage})")
-            pbar.total = max(int(event.total), 1)
-            pbar.n = int(event.done)
-            pbar.refresh()
+        self._step_progress(event.done, event.total, f"Evaluating ({event.stage})")
         self.eval_status.setText(progress_text(event))
 
     def _cancel(self) -> None:
         if self.state.cancel_evaluation():
             self.eval_status.setText("Cancelling...")
-
-    def _close_progress(self) -> None:
-        if self._progress is not None:
-            with contextlib.suppress(RuntimeError):  # its Qt widget may be gone already
-                self._progress.close()
-            self._progress = None
 
     def _finished(self) -> None:
         self._close_progress()

@@ -7,13 +7,15 @@ Three tools over one loaded model:
 * **Focus map** -- tiled prediction over the whole field, shown as colour-mapped z and
   confidence layers in the image's world coordinates; hovering a tile shows its softmax;
 * **Evaluate** -- a dataset run with progress and cancel: confusion heatmap, error plots,
-  metrics beside the baselines, PNG/CSV export.
+  metrics beside the baselines, PNG/CSV export;
+* **Rescale** -- after a change of condenser or wavelength, the model's distance scale
+  measured on unannotated stacks of the new setting, written to a new model file.
 
 The dock is a view over :class:`~napari_zfocus.inspection.inspection_state.InspectionState` (what it
-knows and the rules of its jobs). The two tabs live in :mod:`._inspection_image` and
-:mod:`._inspection_eval`; this module holds the model box, the layer choice and the hooks
-into the viewer. Every job (the model file too) runs in a worker of the dock, on plain
-data; layers are touched on the GUI thread only.
+knows and the rules of its jobs). The tabs live in :mod:`._inspection_image`,
+:mod:`._inspection_eval` and :mod:`._inspection_rescale`; this module holds the model box,
+the layer choice and the hooks into the viewer. Every job (the model file too) runs in a
+worker of the dock, on plain data; layers are touched on the GUI thread only.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from napari_zfocus._qt._dock import ZFocusDock
 from napari_zfocus._qt._forms import float_spin
 from napari_zfocus._qt._inspection_eval import EvaluationTab
 from napari_zfocus._qt._inspection_image import CONF_SUFFIX, Z_SUFFIX, ImageTab
+from napari_zfocus._qt._inspection_rescale import RescaleTab
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.inspection.display import pixel_size_from_layer
 from napari_zfocus.inspection.inspection_state import InspectionState
@@ -116,9 +119,11 @@ class InspectionWidget(ZFocusDock):
         self.pixel_size.valueChanged.connect(self.state.set_pixel_size)
         self.image = ImageTab(self)
         self.evaluation = EvaluationTab(self)
+        self.rescaling = RescaleTab(self)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.image, "Image")
         self.tabs.addTab(self.evaluation, "Evaluate")
+        self.tabs.addTab(self.rescaling, "Rescale")
         layout.addWidget(self.tabs, 1)
 
     def _hook_viewer(self) -> None:
@@ -142,6 +147,7 @@ class InspectionWidget(ZFocusDock):
         controls = self.state.controls()
         self.image.show_controls(controls)
         self.evaluation.show_controls(controls)
+        self.rescaling.show_controls(controls)
 
     def failed(self, exc: BaseException) -> None:
         """A job's error as a notification."""

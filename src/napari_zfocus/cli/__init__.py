@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "train": "napari_zfocus.cli.train",
     "eval": "napari_zfocus.cli.evaluate",
     "calibrate": "napari_zfocus.cli.calibrate",
+    "rescale": "napari_zfocus.cli.rescale",
     "predict": "napari_zfocus.cli.predict",
     "bench": "napari_zfocus.cli.bench",
     "live": "napari_zfocus.cli.live",

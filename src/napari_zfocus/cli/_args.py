@@ -220,3 +220,15 @@ def add_microscope_arguments(p: argparse.ArgumentParser, simulated: str) -> None
     source.add_argument("--simulate", action="store_true", help=f"use the {simulated}")
     source.add_argument("--mm-config", metavar="CFG", help="Micro-Manager configuration file")
     p.add_argument("--model", metavar="MODEL", help="model file (default: the demo model)")
+
+
+def add_model_copy_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    """The flags of a command that writes a copy of a model (``calibrate``, ``rescale``):
+    ``--out`` (required; ``what`` the copy is), ``--overwrite``, ``--device`` and ``--json``."""
+    from pathlib import Path
+
+    p.add_argument("--out", type=Path, required=True, help=f"{what} model file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model --out")
+    p.add_argument("--device", type=DEVICE, default=None,
+                   help="torch device: auto, cpu, cuda, cuda:N, mps (default: cuda if available)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")

@@ -15,7 +15,6 @@ With ``--json`` the last stdout line is one JSON object: ``model`` (the file wri
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -34,32 +33,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                               "of the model's own world; the weights are copied unchanged)")
     p.add_argument("model", type=Path, help="model file (.zfm)")
     p.add_argument("dataset", type=Path, help="dataset folder with annotations.csv")
-    p.add_argument("--out", type=Path, required=True, help="calibrated model file to write")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing model --out")
+    _args.add_model_copy_arguments(p, "calibrated")
     p.add_argument("--max-images", type=_args.integer(1, MAX_IMAGES),
                    default=DEFAULT_MAX_IMAGES,
                    help=f"most images used, evenly thinned (default {DEFAULT_MAX_IMAGES})")
-    p.add_argument("--device", type=_args.DEVICE, default=None,
-                   help="torch device: auto, cpu, cuda, cuda:N, mps (default: cuda if available)")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=run)
     return p
-
-
-def check_out(out: Path, overwrite: bool) -> Path:
-    """Refuse an ``--out`` that is not ours to replace, or an existing model without
-    ``--overwrite`` (before any work)."""
-    from napari_zfocus.errors import ZFocusError
-    from napari_zfocus.outputs import check_output_file, is_model_file
-
-    if os.path.lexists(out) and out.is_file():
-        if not is_model_file(out):
-            raise ZFocusError(f"--out {out}: exists and is not a napari-zfocus model file; "
-                              "refusing to replace it, choose another --out")
-        if not overwrite:
-            raise ZFocusError(f"--out {out}: a model already exists; pass --overwrite to "
-                              "replace it")
-    return check_output_file(out, "--out", overwrite=True)  # a folder, an unwritable place
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,10 +49,11 @@ def run(args: argparse.Namespace) -> int:
     from napari_zfocus.model.device import resolve_device
     from napari_zfocus.model.io import load_model, save_calibrated_copy
     from napari_zfocus.model.ood import spectral_features
+    from napari_zfocus.outputs import check_model_copy
     from napari_zfocus.training.calibration_fit import calibrate_network, describe_calibration
     from napari_zfocus.training.dataset_cache import images_by_stack
 
-    check_out(args.out, args.overwrite)
+    check_model_copy(args.out, overwrite=args.overwrite)
     loaded = load_model(args.model)
     dataset = load_dataset(args.dataset)
     check_z_coverage(dataset, loaded.config)

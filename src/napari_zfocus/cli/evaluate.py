@@ -4,7 +4,10 @@ With ``--json`` the last stdout line is one JSON object with ``n_images``,
 ``median_abs_error_um``, ``within_1um`` (fraction), ``mse_um2``, ``bias_um``,
 ``sign_accuracy``, ``ece`` (expected calibration error, 10 bins, of the confidence for
 |error| <= 1 um), ``flagged`` (share of images flagged: confidence < 0.3 or out of
-distribution), ``calibrated`` (whether the model file holds a calibration), ``argmax``
+distribution), ``calibrated`` (whether the model file holds a calibration),
+``distance_gain`` (``gain``: the model's reading per true um near focus, median over the
+stacks, as ``zfocus rescale`` measures it; ``change``: whether it differs from 1 by more
+than the stacks' ``threshold``; ``stacks``; null when no stack gives a slope), ``argmax``
 (the same metrics with the paper's argmax readout), ``baselines`` ({name: metrics}) and
 ``by_true_z``. Without it, a readable table.
 ``--plots DIR`` writes PNGs and CSVs (per-image errors, confusion matrix). A progress bar
@@ -172,6 +175,11 @@ def run(args: argparse.Namespace) -> int:
         if not predictor.calibrated:
             print("(uncalibrated model: the confidence is the softmax mass within +/-1 bin of "
                   "the mode and there is no out-of-distribution check; see zfocus calibrate)")
+        gain = summary.get("distance_gain")
+        if gain and gain["change"]:
+            print(f"(the model reads {gain['gain']:.2f}x the true distance on these "
+                  f"{gain['stacks']} stacks: another condenser aperture or wavelength? "
+                  "zfocus rescale measures and corrects it from unannotated stacks)")
     if args.plots is not None:  # after the results: a write that fails anyway loses nothing else
         _write_plots(result, args.plots)
     return 0

@@ -90,6 +90,10 @@ def describe_model(
         rows.append(("confidence", "calibrated: P(within +/-1 um)"
                      if info["calibrated"] else
                      "uncalibrated (softmax mass within +/-1 bin; no OOD check)"))
+    gain = (info or {}).get("distance_scale")
+    if gain:  # None, absent or False: read as trained
+        rows.append(("distances", "rescaled: readings divided by "
+                     + (f"{gain:.2f} (zfocus rescale)" if gain is not True else "its gain")))
     if info:
         made = info.get("created_utc") or "?"
         version = info.get("napari_zfocus_version") or "?"

@@ -11,7 +11,9 @@ The CNN's metrics also say how far its confidence can be trusted: ``ece``, the e
 calibration error (10 equal-width bins) of ``confidence`` as the probability of the event
 |error| <= 1 um (expected-value readout), and ``flagged``, the share of images the model
 flags (confidence below 0.3 or out of distribution; see
-:mod:`napari_zfocus.model.calibration`).
+:mod:`napari_zfocus.model.calibration`). And ``distance_gain``: the slope of its readings
+against slice position near focus, which no per-image flag can see
+(:mod:`napari_zfocus.model.distance_scale`).
 """
 
 from __future__ import annotations
@@ -165,6 +167,29 @@ def confidence_metrics(per_image: dict[str, np.ndarray]) -> dict[str, float | No
     }
 
 
+def distance_gain(per_image: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """The model's gain on these stacks as ``zfocus rescale`` measures it (the slope of
+    its readings against slice position near focus, median over the stacks), and whether
+    it is a ``change`` of setting; ``None`` when no stack gives a slope.
+
+    A model at another condenser aperture or wavelength reads distances too short or too
+    long (README, "After changing the microscope"); no per-image flag sees that, this does.
+    """
+    from napari_zfocus.model.distance_scale import fit_gain, gain_evidence
+
+    stacks = np.asarray(per_image["stack"])
+    t = np.asarray(per_image["z_true_um"], dtype=np.float64)
+    p = np.asarray(per_image["z_pred_um"], dtype=np.float64)
+    # Only the slices' differences enter a slope, never where focus was marked.
+    gains = [fit_gain(t[stacks == s], p[stacks == s]).gain for s in np.unique(stacks)]
+    good = [g for g in gains if np.isfinite(g)]
+    if not good:
+        return None
+    _, threshold, change = gain_evidence(good)
+    return {"gain": float(np.median(good)), "threshold": threshold, "change": change,
+            "stacks": len(good)}
+
+
 def confusion_matrix(
     z_true_um: np.ndarray, z_pred_um: np.ndarray, config: ModelConfig
 ) -> np.ndarray:
@@ -202,6 +227,7 @@ def summarise(
     p = per_image["z_pred_um"].astype(np.float64)
     metrics = compute_metrics(t, p, bin_um=config.bin_um)
     metrics.update(confidence_metrics(per_image))
+    metrics["distance_gain"] = distance_gain(per_image)
     metrics["readout"] = "expected_value"
     metrics["argmax"] = compute_metrics(
         t, per_image["z_argmax_um"].astype(np.float64), bin_um=config.bin_um

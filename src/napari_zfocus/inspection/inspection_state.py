@@ -2,13 +2,14 @@
 
 :class:`InspectionState` is the model behind the inspection dock (a view over it). It holds
 the loaded model and its summary, the chosen image layer's name and pixel size, and the
-three jobs (single prediction, focus map, evaluation) with their rules:
+four jobs (single prediction, focus map, evaluation, rescale) with their rules:
 
 * a model load in flight does not block the old model; only the newest load is kept;
 * a prediction asked for while one runs is *coalesced*: one more run follows when it
   ends, however many were asked for (a z slider dragged over 50 slices gives 2 runs);
-* a focus map and an evaluation run one at a time, each with a cancel event;
-* :meth:`InspectionState.close` cancels both (the dock is closing).
+* a focus map, an evaluation and a rescale run one at a time, each with a cancel event;
+* a finished rescale's model replaces the loaded one;
+* :meth:`InspectionState.close` cancels them all (the dock is closing).
 
 Every change is announced by a psygnal signal; the dock, a script or a test can drive it.
 Worker jobs live in :mod:`napari_zfocus.inspection.jobs`.
@@ -17,6 +18,7 @@ Worker jobs live in :mod:`napari_zfocus.inspection.jobs`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,8 @@ from psygnal import Signal
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.inspection.jobs import LoadedModel
 
-__all__ = ["Controls", "InspectionState", "MapGeometry", "evaluation_summary", "progress_text"]
+__all__ = ["Controls", "InspectionState", "MapGeometry", "evaluation_summary", "progress_text",
+           "rescale_summary"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class Controls:
     evaluate: bool
     cancel_evaluation: bool
     export: bool
+    rescale: bool
+    cancel_rescale: bool
 
 
 class InspectionState:
@@ -89,6 +94,7 @@ class InspectionState:
         self.map_cancel: threading.Event | None = None
         self.result: Any = None  # the last EvaluationResult
         self.eval_cancel: threading.Event | None = None
+        self.rescale_cancel: threading.Event | None = None
         self._warned_pixel_size: set[str] = set()
 
     @property
@@ -108,6 +114,8 @@ class InspectionState:
             evaluate=self.model is not None and not evaluating,
             cancel_evaluation=evaluating,
             export=self.result is not None and not evaluating,
+            rescale=self.model is not None and self.rescale_cancel is None,
+            cancel_rescale=self.rescale_cancel is not None,
         )
 
     # -- model ----------------------------------------------------------------------------
@@ -258,10 +266,57 @@ class InspectionState:
         if self.result is None:
             raise ZFocusError("Nothing to export: run an evaluation first.")
 
+    # -- rescale --------------------------------------------------------------------------
+
+    def start_rescale(self, stacks: Sequence[str | Path], out: Path,
+                      ) -> tuple[Path, list[Path], Path, threading.Event] | None:
+        """``(model file, stacks, output file, cancel event)`` of a new rescale, or None
+        while one runs. ``out`` must have been checked already
+        (:func:`napari_zfocus.outputs.check_model_copy`, a layer above this one).
+
+        Raises
+        ------
+        ZFocusError
+            No model, no stack, or a stack that does not exist.
+        """
+        if self.rescale_cancel is not None:
+            return None
+        if self.model is None:
+            raise ZFocusError("Load a model first.")
+        if not stacks:
+            raise ZFocusError("Add z-stacks taken at the new setting first (no annotation "
+                              "needed).")
+        paths = [Path(s) for s in stacks]
+        for path in paths:
+            if not path.exists():
+                raise ZFocusError(f"{path}: no such stack file or folder")
+        self.rescale_cancel = threading.Event()
+        self.jobs_changed.emit()
+        return self.model.path, paths, Path(out), self.rescale_cancel
+
+    def cancel_rescale(self) -> bool:
+        """Ask the running rescale to stop; False if none runs."""
+        if self.rescale_cancel is None:
+            return False
+        self.rescale_cancel.set()
+        return True
+
+    def rescale_finished(self) -> None:
+        self.rescale_cancel = None
+        self.jobs_changed.emit()
+
+    def set_rescaled(self, rescaled: Any) -> None:
+        """Use the rescaled model (``jobs.Rescaled``; None: cancelled, nothing changes)."""
+        if rescaled is None:
+            return
+        self.loading = rescaled.loaded.path
+        self.model_loaded(rescaled.loaded)
+
     def close(self) -> None:
         """Cancel the running jobs (the dock is closing); they stop at their next step."""
         self.cancel_focus_map()
         self.cancel_evaluation()
+        self.cancel_rescale()
 
 
 def evaluation_summary(result: Any) -> str:
@@ -272,6 +327,18 @@ def evaluation_summary(result: Any) -> str:
     return f"{m.get('n_images', 0)} images{note}; " + (
         f"{100 * within:.0f}% within +/-1 um" if within is not None else "no images"
     )
+
+
+def rescale_summary(rescaled: Any) -> str:
+    """One status line for a finished rescale (``jobs.Rescaled``; None: cancelled)."""
+    if rescaled is None:
+        return "Cancelled: nothing written."
+    fitted = rescaled.scale.fitted
+    head = (f"Reads {fitted['measured_gain']:.2f}x the true distance on "
+            f"{fitted['stacks_fitted']} of {fitted['stacks']} stacks: ")
+    what = (f"readings divided by {rescaled.scale.gain:.2f}" if fitted["applied"] else
+            f"within {fitted['threshold']:.2f} of 1, no measurable change of setting")
+    return head + what + f". Saved as {rescaled.loaded.path} and loaded."
 
 
 def progress_text(event: Any) -> str:

@@ -34,8 +34,42 @@ def load_model_job(path: Path) -> LoadedModel:
 
     predictor = Predictor.from_file(path)
     _, _, info = read_model_info(path)
+    if predictor.distance_scale is not None:  # the header says only that there is one
+        info["distance_scale"] = predictor.distance_scale.gain
     rows = describe_model(predictor.config, predictor.metadata, info)
     return LoadedModel(Path(path), predictor, describe_model_text(rows))
+
+
+@dataclass(frozen=True)
+class Rescaled:
+    """A model rescaled in a worker: the new file, loaded, and its distance scale."""
+
+    loaded: LoadedModel
+    scale: Any
+
+
+def rescale_job(
+    predictor: Any, model_path: Path, stacks: list[Path], z_step_um: float | None,
+    pixel_size_um: float | None, out: Path, cancel: threading.Event,
+) -> Generator[tuple[int, int], None, Rescaled | None]:
+    """Measure the model's distance scale on unannotated ``stacks`` and write it to a copy.
+
+    Yields ``(stacks done, stacks)``; returns the rescaled model, or None when cancelled
+    (nothing is written then). ``z_step_um`` and ``pixel_size_um`` override the stacks'
+    own (None: theirs).
+    """
+    from napari_zfocus.data import read_stack
+    from napari_zfocus.model.distance_scale import iter_measure_distance_scale
+    from napari_zfocus.model.io import save_rescaled_copy
+
+    # Every stack is opened (its metadata checked) before any is read.
+    opened = [read_stack(p, z_step_um=z_step_um, pixel_size_um=pixel_size_um) for p in stacks]
+    scale = yield from iter_measure_distance_scale(
+        predictor, opened, source=f"{len(stacks)} unannotated stacks", cancel=cancel.is_set)
+    if scale is None:
+        return None
+    save_rescaled_copy(model_path, scale, out)
+    return Rescaled(load_model_job(out), scale)
 
 
 def predict_job(predictor: Any, plane: Any, pixel_size_um: float) -> Any:

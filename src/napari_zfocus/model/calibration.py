@@ -43,7 +43,7 @@ import numpy as np
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.ood import OODReference, spectral_features
 from napari_zfocus.model.readout import readout, window_mass
-from napari_zfocus.validation import check_number
+from napari_zfocus.validation import check_entry_version, check_number
 
 __all__ = [
     "CALIBRATION_VERSION",
@@ -202,13 +202,7 @@ class Calibration:
         ZFocusError
             One line naming the bad entry (a NaN temperature, a newer version...).
         """
-        if not isinstance(d, dict):
-            raise ZFocusError("calibration must be a JSON object")
-        version = check_number(d.get("version"), "calibration version", lo=1, integer=True,
-                               strict=True)
-        if version > CALIBRATION_VERSION:
-            raise ZFocusError(f"calibration version {version} is newer than this "
-                              f"napari-zfocus reads (<= {CALIBRATION_VERSION})")
+        check_entry_version(d, "calibration", CALIBRATION_VERSION)
         ood = d.get("ood")
         numbers: dict[str, Any] = {k: d.get(k) for k in ("temperature", "slope", "intercept")}
         return cls(  # the numbers are checked (finite, in range) by __post_init__

@@ -10,7 +10,8 @@ file:
 - :func:`parse_header`: the :class:`ModelConfig`, the caller's metadata and the file facts;
 - :func:`check_consistency`: what a version-1 hash cannot vouch for (bin centres against
   the configuration, tensors against the network it describes);
-- :func:`parse_calibration`: the optional ``calibration`` entry.
+- :func:`parse_calibration` and :func:`parse_distance_scale`: the optional
+  ``calibration`` and ``distance_scale`` entries.
 
 Reading and writing the file itself is :mod:`.io`'s job; the format's name and version
 live here because these checks enforce them.
@@ -29,6 +30,7 @@ from napari_zfocus import __version__
 from napari_zfocus.errors import ModelFileError, ZFocusError, describe
 from napari_zfocus.model.calibration import Calibration
 from napari_zfocus.model.config import ModelConfig
+from napari_zfocus.model.distance_scale import DistanceScale
 from napari_zfocus.model.model_hash import integrity_digest, tensor_digest
 from napari_zfocus.model.state_check import state_dict_problem
 
@@ -50,6 +52,7 @@ __all__ = [
     "format_version",
     "json_entry",
     "parse_calibration",
+    "parse_distance_scale",
     "parse_header",
 ]
 
@@ -110,6 +113,7 @@ def parse_header(path: Path, meta: dict[str, str]) -> tuple[ModelConfig, dict, d
         "created_utc": meta.get("created_utc"),
         "sha256": meta.get("sha256"),
         "calibrated": "calibration" in meta,
+        "distance_scale": "distance_scale" in meta,
     }
     return config, user_meta, info
 
@@ -128,6 +132,22 @@ def parse_calibration(path: Path, meta: dict[str, str], version: int,
         raise
     except ZFocusError as exc:
         raise file_error(path, f"invalid calibration: {exc}") from None
+
+
+def parse_distance_scale(path: Path, meta: dict[str, str], version: int,
+                         ) -> DistanceScale | None:
+    """The ``distance_scale`` entry, checked; ``None`` for a model read as trained."""
+    if "distance_scale" not in meta:
+        return None
+    if version < 2:
+        raise file_error(path, "a format version 1 file cannot hold a distance scale (its "
+                               "hash would not cover it)")
+    try:
+        return DistanceScale.from_dict(json_entry(path, meta, "distance_scale"))
+    except ModelFileError:
+        raise
+    except ZFocusError as exc:
+        raise file_error(path, f"invalid distance scale: {exc}") from None
 
 
 def check_integrity(path: Path, version: int, meta: dict[str, str],

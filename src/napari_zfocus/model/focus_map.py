@@ -222,7 +222,7 @@ def _assemble(
         entropy=r.entropy.reshape(rows, cols),
         bimodal=r.bimodal.reshape(rows, cols),
         softmax=probs.reshape(rows, cols, -1),
-        bin_centres_um=predictor._bins,
+        bin_centres_um=predictor.bin_centres_um,
         tops=grid.tops,
         lefts=grid.lefts,
         tile_px=grid.tile_px,

@@ -16,6 +16,8 @@ widget can overlay a colour-mapped z map on the image it came from (see
 A calibrated model (:mod:`.calibration`) reports a calibrated confidence and an
 out-of-distribution score per image (:attr:`Prediction.ood_score`); ``flagged`` marks an
 image whose estimate should not be acted on (low confidence or out of distribution).
+A model with a distance scale (:mod:`.distance_scale`) has every reading divided by its
+gain; the calibration and OOD check still read the softmax in the model's own units.
 
 Constructing a :class:`Predictor` leaves process-wide torch settings alone: torch's thread
 count changes only when the caller asks for it (``num_threads``), as ``zfocus bench
@@ -38,6 +40,7 @@ from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.calibration import Calibration
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.device import available_cores
+from napari_zfocus.model.distance_scale import DistanceScale
 from napari_zfocus.model.focus_map import FocusMap, iter_focus_map, tile_grid
 from napari_zfocus.model.prediction import Prediction
 from napari_zfocus.model.preprocess import prepare
@@ -79,6 +82,9 @@ class Predictor:
         The model file it came from (named in error messages).
     calibration
         The model's calibration; ``None``: uncalibrated (confidence as before, no OOD).
+    distance_scale
+        The model's gain on this microscope (readings are divided by it); ``None``: read
+        distances as trained.
     """
 
     def __init__(
@@ -93,9 +99,11 @@ class Predictor:
         bimodal_rule: BimodalRule | None = None,
         path: Path | None = None,
         calibration: Calibration | None = None,
+        distance_scale: DistanceScale | None = None,
     ) -> None:
         self.config = config
         self.calibration = calibration
+        self.distance_scale = distance_scale
         self.metadata = dict(metadata or {})
         self.path = path
         self.bimodal_rule = bimodal_rule or BimodalRule()
@@ -106,7 +114,9 @@ class Predictor:
             torch.set_num_threads(int(num_threads))  # explicitly asked for: see the docstring
         #: Torch's intra-op threads when the predictor was made (the process's setting).
         self.num_threads = torch.get_num_threads()
+        # The network's bins, in its own units: what calibration and OOD were fitted on.
         self._bins = np.asarray(config.bin_centres_um, dtype=np.float64)
+        self._gain = 1.0 if distance_scale is None else distance_scale.gain
         # channels_last: oneDNN's fastest convolution layout on CPU (11.4 vs 13.7 ms).
         net = net.to(self.device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.net = net
@@ -129,7 +139,7 @@ class Predictor:
         loaded = load_model(path)
         return cls(
             loaded.net, loaded.config, loaded.metadata, device=device, path=loaded.path,
-            calibration=loaded.calibration, **kwargs,
+            calibration=loaded.calibration, distance_scale=loaded.distance_scale, **kwargs,
         )
 
     def _try_compile(self) -> None:
@@ -185,18 +195,42 @@ class Predictor:
         """Whether the model's confidence is calibrated."""
         return self.calibration is not None
 
-    def _readout(self, probs: np.ndarray) -> Readout:
-        """The readout of the network's softmax, with the calibrated confidence."""
+    @property
+    def gain(self) -> float:
+        """The model's gain on this microscope (1: reads distances as trained)."""
+        return self._gain
+
+    @property
+    def bin_centres_um(self) -> np.ndarray:
+        """The z-bins' centres on this microscope (the model's, divided by its gain)."""
+        return self._bins / self._gain
+
+    def _model_readout(self, probs: np.ndarray) -> Readout:
+        """The readout in the network's own units, with the calibrated confidence."""
         r = readout(probs, self._bins, rule=self.bimodal_rule)
         if self.calibration is not None:
             r.confidence = self.calibration.confidence(probs, r.z_um, self._bins)
         return r
 
+    def _rescaled(self, r: Readout) -> Readout:
+        """``r`` with its distances divided by the model's gain (a copy when it is not 1)."""
+        if self._gain == 1.0:
+            return r
+        g = self._gain
+        return Readout(r.z_um / g, r.z_argmax_um / g, r.confidence, r.entropy, r.bimodal,
+                       r.second_mode_um / g)
+
+    def _readout(self, probs: np.ndarray) -> Readout:
+        """The readout of the network's softmax on this microscope (see :attr:`bin_centres_um`)."""
+        return self._rescaled(self._model_readout(probs))
+
     def _predictions(self, probs: np.ndarray, inputs: torch.Tensor) -> list[Prediction]:
-        r = self._readout(probs)
+        own = self._model_readout(probs)
+        r = self._rescaled(own)
         cal = self.calibration
-        ood = (cal.ood_scores(inputs, r.z_um, self._bins) if cal is not None
+        ood = (cal.ood_scores(inputs, own.z_um, self._bins) if cal is not None
                else np.full(len(probs), np.nan))
+        bins = self.bin_centres_um
         return [
             Prediction(
                 z_um=float(r.z_um[i]),
@@ -205,7 +239,7 @@ class Predictor:
                 entropy=float(r.entropy[i]),
                 bimodal=bool(r.bimodal[i]),
                 softmax=probs[i],
-                bin_centres_um=self._bins,
+                bin_centres_um=bins,
                 second_mode_um=float(r.second_mode_um[i]),
                 calibrated=cal is not None,
                 ood_score=float(ood[i]),

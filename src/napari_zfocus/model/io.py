@@ -25,7 +25,9 @@ Calibration (:mod:`.calibration`: temperature, event map, out-of-distribution re
 is one more metadata entry, ``calibration``, covered by the version-2 hash like every
 other; files without it load as uncalibrated, and a version-1 file holding one is refused
 (its hash would not cover it). :func:`save_calibrated_copy` writes a model file with a
-new calibration and the very same stored tensors.
+new calibration and the very same stored tensors. The ``distance_scale`` entry
+(:mod:`.distance_scale`, the model's gain on a microscope measured from unannotated
+stacks) is kept the same way; :func:`save_rescaled_copy` writes a new one.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from napari_zfocus._atomic import atomic_path, write_errors_named
 from napari_zfocus.errors import ZFocusError, describe
 from napari_zfocus.model.calibration import Calibration
 from napari_zfocus.model.config import ModelConfig
+from napari_zfocus.model.distance_scale import DistanceScale
 
 # The format's name and versions, and the checks of a file's contents, live in
 # .file_checks; the constants stay importable from here (their documented home).
@@ -57,6 +60,7 @@ from napari_zfocus.model.file_checks import (
     check_integrity,
     format_version,
     parse_calibration,
+    parse_distance_scale,
     parse_header,
 )
 from napari_zfocus.model.file_checks import file_error as _fail
@@ -77,6 +81,7 @@ __all__ = [
     "read_model_info",
     "save_calibrated_copy",
     "save_model",
+    "save_rescaled_copy",
     "upgrade_model_file",
 ]
 
@@ -95,11 +100,15 @@ class LoadedModel:
         The caller's metadata dict given to :func:`save_model` (training summary, metrics).
     info
         File-level facts: ``format_version``, ``napari_zfocus_version``,
-        ``torch_version``, ``created_utc``, ``sha256``, ``calibrated``.
+        ``torch_version``, ``created_utc``, ``sha256``, ``calibrated``,
+        ``distance_scale`` (its gain, or ``None``).
     path
         Where it was loaded from.
     calibration
         The model's :class:`~.calibration.Calibration`, or ``None`` (uncalibrated).
+    distance_scale
+        The model's :class:`~.distance_scale.DistanceScale` on the microscope it is used
+        at, or ``None`` (it reads distances as trained).
     """
 
     net: nn.Module
@@ -108,6 +117,7 @@ class LoadedModel:
     info: dict = field(default_factory=dict)
     path: Path | None = None
     calibration: Calibration | None = None
+    distance_scale: DistanceScale | None = None
 
 
 def _json_default(obj: Any) -> Any:
@@ -206,6 +216,20 @@ def _calibration_entry(path: str | os.PathLike[str], calibration: Calibration) -
         raise ZFocusError(describe(path, f"cannot save the calibration: {exc}")) from None
 
 
+def save_rescaled_copy(
+    path: str | os.PathLike[str], scale: DistanceScale | None,
+    out: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Rewrite a model file with the distance scale ``scale`` (``None``: without one), as
+    :func:`upgrade_model_file` does: checked first, tensors and other entries kept."""
+    try:
+        entry = (None if scale is None else
+                 json.dumps(scale.to_dict(), default=_json_default, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ZFocusError(describe(path, f"cannot save the distance scale: {exc}")) from None
+    return upgrade_model_file(path, out, distance_scale_entry=entry)
+
+
 def save_calibrated_copy(
     path: str | os.PathLike[str], calibration: Calibration | None,
     out: str | os.PathLike[str] | None = None,
@@ -219,6 +243,7 @@ def save_calibrated_copy(
 def upgrade_model_file(
     path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
     calibration_entry: str | None = "keep",
+    distance_scale_entry: str | None = "keep",
 ) -> Path:
     """Rewrite a model file in the current format, after checking it completely.
 
@@ -232,8 +257,8 @@ def upgrade_model_file(
         A model file of any readable format version.
     out
         Where to write; default ``path`` itself (replaced atomically).
-    calibration_entry
-        ``"keep"`` the stored calibration, or the new entry's JSON (``None``: remove it).
+    calibration_entry, distance_scale_entry
+        ``"keep"`` the stored entry, or the new entry's JSON (``None``: remove it).
 
     Raises
     ------
@@ -244,10 +269,12 @@ def upgrade_model_file(
     load_model(src)  # every check first: never re-seal a tampered file
     meta, handle = _read_header(src)
     tensors = _read_tensors(src, handle)
-    if calibration_entry != "keep":
-        meta.pop("calibration", None)
-        if calibration_entry is not None:
-            meta["calibration"] = calibration_entry
+    for key, entry in (("calibration", calibration_entry),
+                       ("distance_scale", distance_scale_entry)):
+        if entry != "keep":
+            meta.pop(key, None)
+            if entry is not None:
+                meta[key] = entry
     return _write(Path(out) if out is not None else src, tensors, meta)
 
 
@@ -321,7 +348,8 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
         Missing, truncated or foreign file (pickle, zip...), unknown or newer format
         version, metadata or weights modified since writing (integrity hash), invalid
         configuration, metadata that contradicts the weights, missing/unexpected
-        tensors, wrong shapes or dtypes, non-finite weights, an invalid calibration.
+        tensors, wrong shapes or dtypes, non-finite weights, an invalid calibration or
+        distance scale.
     """
     p = Path(path)
     meta, handle = _read_header(p)
@@ -332,11 +360,14 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     config, user_meta, info = parse_header(p, meta)
     check_consistency(p, meta, config, tensors)
     calibration = parse_calibration(p, meta, version, config)
+    distance_scale = parse_distance_scale(p, meta, version)
     net = build_network(config)
     expected = net.state_dict()
     tensors = {name: t.to(expected[name].dtype) for name, t in tensors.items()}
     net.load_state_dict(tensors, strict=True)
     net.eval()
     info["path"] = os.fspath(p)
+    # The header alone says whether there is a scale; the checked entry gives its gain.
+    info["distance_scale"] = None if distance_scale is None else distance_scale.gain
     return LoadedModel(net=net, config=config, metadata=user_meta, info=info, path=p,
-                       calibration=calibration)
+                       calibration=calibration, distance_scale=distance_scale)
