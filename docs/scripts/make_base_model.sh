@@ -5,6 +5,9 @@
 # 2-core machine: ~12 min of simulation, then 6200 training steps (~2000 CPU s: the CPU
 # time of the 12000 paper-CNN steps the first base model got).
 #
+# Then the feature network's base (base_features_model.zfm, `--from base-features`) on the
+# same stacks: 1800 steps (~770 s).
+#
 #   bash docs/scripts/make_base_model.sh [WORK_DIR]
 set -euo pipefail
 work=${1:-_scratch/base_model}
@@ -12,3 +15,7 @@ zfocus simulate "$work/broad240" --preset broad --stacks 240 --seed 50000 --quie
 zfocus train "$work/broad240" --out "$work/base_full.zfm" --steps 6200 --photometric-augment \
     --architecture compact_cnn
 python docs/scripts/make_base_model.py "$work/base_full.zfm"
+zfocus train "$work/broad240" --out "$work/base_features_full.zfm" --steps 1800 \
+    --architecture feature_mlp
+python docs/scripts/make_base_model.py "$work/base_features_full.zfm" \
+    --out src/napari_zfocus/resources/base_features_model.zfm

@@ -19,7 +19,7 @@ from napari_zfocus.model.io import load_model, save_model
 from napari_zfocus.model.network import build_network
 from napari_zfocus.training.run_state import RunState
 
-BASE, FILE = 1, 2  # positions of the choices in the combo
+BASE, BASE_FEATURES, FILE = 1, 2, 3  # positions of the choices in the combo
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,16 @@ def test_base_is_disabled_with_a_tooltip_when_not_installed(make_napari_viewer, 
     other.model_edit.setText(str(tmp_path / "m.zfm"))
     assert other.model_config() == ModelConfig(**LEARNABLE)
     assert other.train_config().start_from == "base"
+
+
+def test_the_feature_networks_base_sets_its_network(make_napari_viewer, tmp_path):
+    widget = _widget(make_napari_viewer)
+    assert widget.start_combo.model().item(BASE_FEATURES).isEnabled()  # shipped
+    widget.start_combo.setCurrentIndex(BASE_FEATURES)
+    widget.model_edit.setText(str(tmp_path / "m.zfm"))
+    assert widget.train_config().start_from == "base-features"
+    shipped = load_model(base_model.base_model_path("base-features")).config
+    assert widget.model_config() == shipped and shipped.architecture == "feature_mlp"
 
 
 def test_a_model_file_sets_the_network_and_the_fine_tuning_schedule(make_napari_viewer, files,

@@ -157,3 +157,20 @@ def test_resume_wins_over_from_and_refuses_another_start(files, tmp_path, capsys
     more[1] = "5"
     line = refused(capsys, files["two"], "--out", out, "--resume", "--from", other, *more)
     assert "m.zfm.ckpt: its run started from" in line and "other.zfm" in line
+
+
+def test_from_base_features_uses_the_feature_networks_base(files, tmp_path, capsys,
+                                                           monkeypatch):
+    """The second base sits beside the first; its word names it in the record."""
+    import shutil
+
+    base = tmp_path / "resources" / "base_model.zfm"
+    base.parent.mkdir()
+    shutil.copy(files["start"], base.with_name("base_features_model.zfm"))
+    monkeypatch.setattr(base_model, "BASE_MODEL", base)  # only the feature base is there
+    code, text, _ = train(capsys, files["two"], "--out", tmp_path / "m.zfm", "--from",
+                          "base-features", "--json", *RUN)
+    assert code == 0
+    assert json.loads(text.splitlines()[-1])["start_model"]["spec"] == "base-features"
+    line = refused(capsys, files["two"], "--out", tmp_path / "n.zfm", "--from", "base", *RUN)
+    assert "base model not installed:" in line

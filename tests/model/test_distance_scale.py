@@ -146,6 +146,9 @@ def test_a_rescaled_copy_keeps_everything_but_adds_the_scale(model, tmp_path):
         "rescaled: readings divided by 1.25 (zfocus rescale)"
     assert load_model(model).distance_scale is None
     assert "distances" not in dict(describe_model(loaded.config, {}, load_model(model).info))
+    unchanged = load_model(save_rescaled_copy(model, DistanceScale(1.0), tmp_path / "u.zfm"))
+    assert dict(describe_model(unchanged.config, {}, unchanged.info))["distances"] == \
+        "as trained (zfocus rescale measured no change)"
     # and it comes off again
     plain = save_rescaled_copy(out, None, tmp_path / "plain.zfm")
     assert load_model(plain).distance_scale is None

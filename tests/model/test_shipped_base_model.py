@@ -34,3 +34,23 @@ def test_the_base_model_reads_a_simulated_stack_in_the_right_direction() -> None
     far = [5, 25]  # z = -10 and +10 um
     z = np.array([p.z_um for p in predictor.predict_batch(sim.data[far], 0.24)])
     assert z[0] < -3 and z[1] > 3
+
+
+def test_the_feature_networks_base_is_shipped_small_and_described() -> None:
+    path = base_model_path("base-features")
+    total = path.stat().st_size + base_model_path().stat().st_size
+    assert total <= 10 * 1024 * 1024  # issue #14: both bases add <= 10 MB
+    loaded = load_model(path)
+    assert loaded.config.architecture == "feature_mlp"
+    assert "broad preset" in loaded.metadata["base_model"]["trained_on"]
+    assert loaded.metadata["base_model"]["weights"] == "float16"
+    assert loaded.config == ModelConfig.for_architecture("feature_mlp")
+
+
+def test_the_feature_base_reads_a_simulated_stack_in_the_right_direction() -> None:
+    from napari_zfocus.simulation import SimulationParams, simulate_stack
+
+    sim = simulate_stack(SimulationParams(n_cells=60, focus_index=15), seed=3)
+    predictor = Predictor.from_file(base_model_path("base-features"), device="cpu")
+    z = np.array([p.z_um for p in predictor.predict_batch(sim.data[[5, 25]], 0.24)])
+    assert z[0] < -3 and z[1] > 3

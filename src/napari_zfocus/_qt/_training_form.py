@@ -29,12 +29,19 @@ from qtpy.QtWidgets import (
 
 from napari_zfocus._qt._forms import choice_combo, float_spin, int_spin, with_browse
 from napari_zfocus.errors import ZFocusError
-from napari_zfocus.model.base_model import BASE_SPEC, base_model_installed
+from napari_zfocus.model.base_model import (
+    BASE_FEATURES_SPEC,
+    BASE_MODELS,
+    BASE_SPEC,
+    base_model_installed,
+)
 from napari_zfocus.model.config import IGNORED_SETTINGS, ModelConfig
 from napari_zfocus.training.recipe import build_train_config, recipe_form
 
 #: The "start from" choices: (label, what they name).
-START_CHOICES = (("scratch", None), ("base model", BASE_SPEC), ("a model file", "file"))
+START_CHOICES = (("scratch", None), ("base model", BASE_SPEC),
+                 ("base model (feature network)", BASE_FEATURES_SPEC), ("a model file", "file"))
+_FILE_CHOICE = [spec for _, spec in START_CHOICES].index("file")
 
 #: The "network" choices: (label, architecture); the first is the recommended one.
 NETWORK_CHOICES = (("compact CNN (3x3 stages, global pooling)", "compact_cnn"),
@@ -88,12 +95,15 @@ class TrainingForm:
         self.start_combo = choice_combo(
             (label for label, _ in START_CHOICES),
             tooltip="scratch: random weights. A model: fine-tune it (its network is kept, at "
-                    "a lower learning rate with a short warm-up)")
-        if not base_model_installed():
-            base = self.start_combo.model().item(1)
-            base.setEnabled(False)
-            self.start_combo.setItemData(
-                1, "no base model is installed with this package", Qt.ItemDataRole.ToolTipRole)
+                    "a lower learning rate with a short warm-up). The base models are trained "
+                    "on the simulator's broad mix: the compact CNN's, and the feature "
+                    "network's")
+        for index, (_, spec) in enumerate(START_CHOICES):
+            if spec in BASE_MODELS and not base_model_installed(spec):
+                self.start_combo.model().item(index).setEnabled(False)
+                self.start_combo.setItemData(
+                    index, "no base model is installed with this package",
+                    Qt.ItemDataRole.ToolTipRole)
         self.start_edit = QLineEdit()
         self.start_edit.setPlaceholderText("model.zfm to start from")
         self.start_edit.setEnabled(False)
@@ -190,12 +200,12 @@ class TrainingForm:
             self, "Model file to start from", "", "zfocus model (*.zfm);;All (*)"
         )
         if path:
-            self.start_combo.setCurrentIndex(2)
+            self.start_combo.setCurrentIndex(_FILE_CHOICE)
             self.start_edit.setText(path)
             self._show_start_network()
 
     def start_spec(self) -> str | None:
-        """What the run starts from: ``None`` (scratch), ``"base"`` or a model file.
+        """What the run starts from: ``None`` (scratch), a base's word or a model file.
 
         Raises
         ------

@@ -1,4 +1,4 @@
-"""``zfocus train --from base|MODEL.zfm``: fine-tuning flags; the start model against flags.
+"""``zfocus train --from base|base-features|MODEL.zfm``: fine-tuning flags and start model.
 
 The start model decides the network: its architecture, z-bins and input setting. A model
 flag that repeats its value is fine; one that contradicts it is a one-line error naming
@@ -33,8 +33,10 @@ def add_fine_tune_arguments(p: argparse.ArgumentParser) -> None:
         "fine-tuning (defaults with --from: lr 3e-4, a short warm-up, "
         "the last weights, no early stop, hold out stacks only from 5 on)"
     )
-    g.add_argument("--from", dest="start_from", metavar="base|MODEL.zfm", default=None,
-                   help="start from the packaged base model or a model file: its "
+    g.add_argument("--from", dest="start_from", metavar="base|base-features|MODEL.zfm",
+                   default=None,
+                   help="start from the packaged base model (base: the compact CNN; "
+                        "base-features: the feature network) or a model file: its "
                         "architecture, z-bins and input are kept")
     g.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=None,
                    help="write the weights of the best validation, not the last ones")

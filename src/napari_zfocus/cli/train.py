@@ -20,11 +20,12 @@ being within +/-1 um, and an out-of-distribution reference; see
 :mod:`napari_zfocus.model.calibration`); the summary says how (``--json``: ``calibration``,
 null for an uncalibrated model).
 
-``--from base|MODEL.zfm`` fine-tunes a model (see :mod:`napari_zfocus.cli._train_from`):
-its network is kept, the schedule suits a few stacks, the model file holds the weights of
-the best validation, and the summary says what it validated on (``validation_on``), where
-it started (``start_model``, ``start_validation``) and which weights it kept
-(``kept_step``). ``--resume`` wins over ``--from``: it continues the checkpoint (whose
+``--from base|base-features|MODEL.zfm`` fine-tunes a model (see
+:mod:`napari_zfocus.cli._train_from`): its network is kept, the schedule suits a few
+stacks, the model file holds the last weights (the best validation's with
+``--keep-best``), and the summary says what it validated on (``validation_on``), where it
+started (``start_model``, ``start_validation``) and which weights it kept (``kept_step``).
+``--resume`` wins over ``--from``: it continues the checkpoint (whose
 run must have started from that same model).
 """
 

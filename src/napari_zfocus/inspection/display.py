@@ -91,9 +91,13 @@ def describe_model(
                      if info["calibrated"] else
                      "uncalibrated (softmax mass within +/-1 bin; no OOD check)"))
     gain = (info or {}).get("distance_scale")
-    if gain:  # None, absent or False: read as trained
-        rows.append(("distances", "rescaled: readings divided by "
-                     + (f"{gain:.2f} (zfocus rescale)" if gain is not True else "its gain")))
+    if gain is True:  # from the header alone: there is one, its gain unread
+        rows.append(("distances", "rescaled (zfocus rescale)"))
+    elif gain == 1.0:
+        rows.append(("distances", "as trained (zfocus rescale measured no change)"))
+    elif gain:  # None, absent or False: read as trained, never measured
+        rows.append(("distances", f"rescaled: readings divided by {gain:.2f} "
+                                  "(zfocus rescale)"))
     if info:
         made = info.get("created_utc") or "?"
         version = info.get("napari_zfocus_version") or "?"

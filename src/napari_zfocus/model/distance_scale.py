@@ -206,6 +206,10 @@ def fit_distance_scale(stacks: Sequence[StackGain], names: Sequence[str], *,
                        source: str = "") -> DistanceScale:
     """Combine per-stack gains into the model's :class:`DistanceScale` (their median).
 
+    A median that is not a significant change from 1 (see :data:`UNCHANGED_WITHIN`) is
+    stored as 1; ``fitted`` keeps the measured one (``measured_gain``), its
+    ``standard_error``, the ``threshold`` it had to pass and whether it was ``applied``.
+
     Parameters
     ----------
     stacks
@@ -214,10 +218,6 @@ def fit_distance_scale(stacks: Sequence[StackGain], names: Sequence[str], *,
         The stacks' names (files), for the record and the messages.
     source
         What the stacks were (stored in ``fitted``).
-
-    A median that is not a significant change from 1 (see :data:`UNCHANGED_WITHIN`) is
-    stored as 1; ``fitted`` keeps the measured one (``measured_gain``), its
-    ``standard_error``, the ``threshold`` it had to pass and whether it was ``applied``.
 
     Raises
     ------

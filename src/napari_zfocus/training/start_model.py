@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from napari_zfocus.errors import ZFocusError
-from napari_zfocus.model.base_model import BASE_SPEC, resolve_start_model
+from napari_zfocus.model.base_model import BASE_MODELS, resolve_start_model
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.training.checkpoint import config_differences
 
@@ -83,7 +83,7 @@ def load_start_model(spec: str) -> StartModel:
     training = loaded.metadata.get("training")
     trained_on = training.get("dataset") if isinstance(training, dict) else None
     record = {
-        "spec": BASE_SPEC if spec == BASE_SPEC else str(path),
+        "spec": spec if spec in BASE_MODELS else str(path),
         "file": path.name,
         "path": str(path),
         "sha256": info.get("sha256"),
@@ -101,7 +101,7 @@ def same_start(record: dict[str, Any], spec: str) -> bool:
     :attr:`StartModel.record`): the same name, or a file with the same contents (hash)."""
     from napari_zfocus.model.io import read_model_info
 
-    named = BASE_SPEC if spec == BASE_SPEC else str(Path(spec))
+    named = spec if spec in BASE_MODELS else str(Path(spec))
     if named == record.get("spec"):
         return True  # without opening it: a resume needs the checkpoint, not the file
     digest = read_model_info(resolve_start_model(spec))[2].get("sha256")

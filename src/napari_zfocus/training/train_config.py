@@ -153,7 +153,8 @@ class TrainConfig:
             not isinstance(self.start_from, str) or not self.start_from.strip()
         ):
             raise ZFocusError(
-                f"start_from must be 'base' or a model file, got {self.start_from!r}"
+                f"start_from must be a base model's word ('base', 'base-features') or a "
+                f"model file, got {self.start_from!r}"
             )
         _check_int(self.patience, "patience", 0, TRAIN_MAX_STEPS)
         _check_int(self.holdout_min_stacks, "holdout_min_stacks", 0, TRAIN_MAX_STEPS)
