@@ -57,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
     # Every stack is opened (and its metadata checked) before any is read.
     stacks = [read_stack(s, z_step_um=args.z_step, pixel_size_um=args.pixel_size)
               for s in args.stacks]
-    scale = measure_distance_scale(predictor, stacks,
-                                   source=f"{len(stacks)} unannotated stacks")
+    scale = measure_distance_scale(predictor, stacks)
     save_rescaled_copy(args.model, scale, args.out)
     fitted = scale.fitted
     facts = {"model": str(args.out), "gain": round(scale.gain, 4),

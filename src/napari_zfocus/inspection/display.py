@@ -90,12 +90,10 @@ def describe_model(
         rows.append(("confidence", "calibrated: P(within +/-1 um)"
                      if info["calibrated"] else
                      "uncalibrated (softmax mass within +/-1 bin; no OOD check)"))
-    gain = (info or {}).get("distance_scale")
-    if gain is True:  # from the header alone: there is one, its gain unread
-        rows.append(("distances", "rescaled (zfocus rescale)"))
-    elif gain == 1.0:
+    gain = (info or {}).get("distance_scale")  # load_model's: the gain, None if never measured
+    if gain == 1.0:
         rows.append(("distances", "as trained (zfocus rescale measured no change)"))
-    elif gain:  # None, absent or False: read as trained, never measured
+    elif gain is not None:
         rows.append(("distances", f"rescaled: readings divided by {gain:.2f} "
                                   "(zfocus rescale)"))
     if info:

@@ -30,14 +30,11 @@ class LoadedModel:
 def load_model_job(path: Path) -> LoadedModel:
     """Read a model file (weights and metadata); ``ModelFileError`` names the file."""
     from napari_zfocus.model.inference import Predictor
-    from napari_zfocus.model.io import read_model_info
+    from napari_zfocus.model.io import load_model
 
-    predictor = Predictor.from_file(path)
-    _, _, info = read_model_info(path)
-    if predictor.distance_scale is not None:  # the header says only that there is one
-        info["distance_scale"] = predictor.distance_scale.gain
-    rows = describe_model(predictor.config, predictor.metadata, info)
-    return LoadedModel(Path(path), predictor, describe_model_text(rows))
+    loaded = load_model(path)  # read once: the predictor and the summary share it
+    rows = describe_model(loaded.config, loaded.metadata, loaded.info)
+    return LoadedModel(Path(path), Predictor.from_loaded(loaded), describe_model_text(rows))
 
 
 @dataclass(frozen=True)
@@ -64,8 +61,7 @@ def rescale_job(
 
     # Every stack is opened (its metadata checked) before any is read.
     opened = [read_stack(p, z_step_um=z_step_um, pixel_size_um=pixel_size_um) for p in stacks]
-    scale = yield from iter_measure_distance_scale(
-        predictor, opened, source=f"{len(stacks)} unannotated stacks", cancel=cancel.is_set)
+    scale = yield from iter_measure_distance_scale(predictor, opened, cancel=cancel.is_set)
     if scale is None:
         return None
     save_rescaled_copy(model_path, scale, out)

@@ -265,6 +265,7 @@ def iter_measure_distance_scale(
     """Generator form of :func:`measure_distance_scale` for workers: yields ``(stacks
     done, stacks)`` after each stack and returns the scale, or ``None`` when ``cancel()``
     asked to stop (checked between stacks)."""
+    source = source or f"{len(stacks)} unannotated stacks"
     gains, names = [], []
     for i, stack in enumerate(stacks):
         if cancel is not None and cancel():
@@ -300,7 +301,7 @@ def measure_distance_scale(
     stacks
         Z-stacks of the new setting, each with its z-step and pixel size known.
     source
-        What the stacks were (stored in ``fitted``).
+        What the stacks were (stored in ``fitted``; default "N unannotated stacks").
 
     Raises
     ------

@@ -113,7 +113,6 @@ def parse_header(path: Path, meta: dict[str, str]) -> tuple[ModelConfig, dict, d
         "created_utc": meta.get("created_utc"),
         "sha256": meta.get("sha256"),
         "calibrated": "calibration" in meta,
-        "distance_scale": "distance_scale" in meta,
     }
     return config, user_meta, info
 

@@ -30,7 +30,7 @@ import os
 import warnings
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -46,6 +46,9 @@ from napari_zfocus.model.prediction import Prediction
 from napari_zfocus.model.preprocess import prepare
 from napari_zfocus.model.readout import BimodalRule, Readout, readout
 from napari_zfocus.model.torch_runtime import autocast, compile_network
+
+if TYPE_CHECKING:
+    from napari_zfocus.model.io import LoadedModel
 
 # Re-exported under its former private name (tests/model/test_inference.py imports it).
 from napari_zfocus.model.torch_runtime import cudnn_benchmark as _cudnn_benchmark  # noqa: F401
@@ -136,7 +139,14 @@ class Predictor:
         """Load a model file (see :func:`napari_zfocus.model.io.load_model`)."""
         from napari_zfocus.model.io import load_model
 
-        loaded = load_model(path)
+        return cls.from_loaded(load_model(path), device, **kwargs)
+
+    @classmethod
+    def from_loaded(
+        cls, loaded: LoadedModel, device: str | torch.device | None = None, **kwargs: Any,
+    ) -> Predictor:
+        """A predictor of a model already read (``load_model``'s result), with its
+        calibration and distance scale."""
         return cls(
             loaded.net, loaded.config, loaded.metadata, device=device, path=loaded.path,
             calibration=loaded.calibration, distance_scale=loaded.distance_scale, **kwargs,

@@ -367,7 +367,6 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     net.load_state_dict(tensors, strict=True)
     net.eval()
     info["path"] = os.fspath(p)
-    # The header alone says whether there is a scale; the checked entry gives its gain.
     info["distance_scale"] = None if distance_scale is None else distance_scale.gain
     return LoadedModel(net=net, config=config, metadata=user_meta, info=info, path=p,
                        calibration=calibration, distance_scale=distance_scale)
