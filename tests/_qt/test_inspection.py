@@ -176,7 +176,7 @@ def test_bad_input_is_notified_and_widget_stays_usable(
     empty.mkdir()
     widget.evaluation.dataset_path.setText(str(empty))
     widget.evaluation.evaluate()
-    qtbot.waitUntil(lambda: widget.state.eval_cancel is None, timeout=30000)
+    qtbot.waitUntil(lambda: not widget.state.eval_job.running, timeout=30000)
     assert "empty" in errors[-1]
     # Image smaller than the model's field; then an unknown pixel size only warns.
     viewer.add_image(np.zeros((20, 20), np.float32), name="small")

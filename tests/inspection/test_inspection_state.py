@@ -10,6 +10,7 @@ import pytest
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.inspection.inspection_state import (
     InspectionState,
+    JobSlot,
     MapGeometry,
     evaluation_summary,
     rescale_summary,
@@ -77,6 +78,17 @@ def test_predictions_asked_while_one_runs_are_coalesced_into_one():
     assert got == ["p1"] and state.last_prediction == "p1"
 
 
+def test_a_job_slot_announces_start_and_end_and_cancels_only_a_running_job():
+    changes: list[int] = []
+    slot = JobSlot(lambda: changes.append(1))
+    assert not slot.running and slot.cancel() is False and changes == []
+    event = slot.start()
+    assert slot.running and not event.is_set() and len(changes) == 1
+    assert slot.cancel() is True and event.is_set()
+    slot.finished()
+    assert not slot.running and slot.cancel() is False and len(changes) == 2
+
+
 def test_focus_map_runs_once_and_cancels():
     state = _ready()
     maps: list[tuple] = []
@@ -87,7 +99,7 @@ def test_focus_map_runs_once_and_cancels():
     state.cancel_focus_map()
     assert cancel.is_set()
     state.focus_map_finished()
-    assert state.map_cancel is None and state.controls().focus_map
+    assert not state.map_job.running and state.controls().focus_map
     geometry = MapGeometry("img", (0.24, 0.24), (0.0, 0.0))
     state.set_focus_map("map", geometry)
     assert maps == [("map", geometry)] and state.focus_map == "map"

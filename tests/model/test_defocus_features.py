@@ -11,7 +11,7 @@ import torch
 
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.config import FEATURE_SETTINGS, ModelConfig, _network_size
-from napari_zfocus.model.defocus_features import DefocusFeatures
+from napari_zfocus.model.defocus_features import DefocusFeatures, _mean_pool2, _sorted_rows
 from napari_zfocus.model.feature_layout import (
     BAND_QUANTILES,
     IMAGE_QUANTILES,
@@ -141,3 +141,25 @@ def test_gradients_reach_the_classifier_only() -> None:
     grads = [p.grad for p in net.classifier.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert not list(net.features.parameters())
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 250, 250), (3, 1, 63, 63), (2, 1, 8, 7), (1, 1, 1, 1)])
+def test_the_fast_pooling_equals_avg_pool_with_ceil_mode(shape) -> None:
+    x = torch.randn(shape)
+    expected = torch.nn.functional.avg_pool2d(x, 2, ceil_mode=True)
+    torch.testing.assert_close(_mean_pool2(x), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_the_fast_blur_is_the_binomial_filter() -> None:
+    """Four pair sums per axis are the (1 4 6 4 1)/16 filter with reflected edges."""
+    x = torch.randn(2, 1, 40, 33)
+    w = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    expected = torch.nn.functional.conv2d(padded, (w[:, None] * w[None, :])[None, None])
+    torch.testing.assert_close(DefocusFeatures(0.24, 10.0)._blur(x), expected,
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_rows_sort_alike_on_numpy_and_torch() -> None:
+    x = torch.randn(4, 997)[:, ::3]  # a strided view, as the quantiles take
+    torch.testing.assert_close(_sorted_rows(x), x.sort(dim=1).values)

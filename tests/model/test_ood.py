@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy.ndimage import gaussian_filter
 
 from napari_zfocus.errors import ZFocusError
@@ -33,6 +34,16 @@ def test_spectral_features_are_shares_of_power_per_ring() -> None:
     blurred = spectral_features(_textures(np.full(3, 5.0), 1))
     assert (blurred[:, -1] < f[:, -1]).all() and (blurred[:, 0] > f[:, 0]).all()
     assert np.isnan(spectral_features(np.full((1, SIDE, SIDE), np.nan))).all()
+
+
+def test_spectral_features_of_arrays_tensors_and_read_only_arrays_agree() -> None:
+    x = _textures(np.zeros(2), 3)
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    reference = spectral_features(x.astype(np.float64))
+    for images in (x, frozen, torch.from_numpy(x), torch.from_numpy(x)[:, None]):
+        np.testing.assert_allclose(spectral_features(images), reference, atol=1e-5)
+    np.testing.assert_array_equal(frozen, x)  # read, never written
 
 
 def test_reference_flags_another_world_but_few_of_its_own() -> None:

@@ -10,6 +10,7 @@ from _tiny import TINY
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.preprocess import (
+    block_mean,
     centre_crop,
     field_source_px,
     normalise,
@@ -134,3 +135,26 @@ def test_normalise_survives_values_whose_variance_overflows_float32() -> None:
     torch.testing.assert_close(out, normalise(x), atol=1e-4, rtol=1e-4)
     mixed = torch.stack([x[0] * 1e37, x[1]])  # only the huge image is rescaled
     torch.testing.assert_close(normalise(mixed), normalise(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("shape", "k"), [((1, 1, 1000, 1000), 4), ((2, 1, 103, 98), 10),
+                                           ((1, 1, 7, 9), 3), ((1, 1, 5, 5), 5)])
+def test_block_mean_is_area_averaging(shape, k) -> None:
+    """The fast strided sums give avg_pool2d's result: same rows, same means."""
+    x = torch.randn(shape)
+    expected = torch.nn.functional.avg_pool2d(x, k)
+    out = block_mean(x, k)
+    assert out.shape == expected.shape
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_values_whose_sum_overflows_are_still_accepted(config: ModelConfig) -> None:
+    """The finiteness check's fast path (a finite sum) falls back to the element-wise
+    check, so a finite image of huge values is not refused as 'NaN or infinite'."""
+    image = np.full((60, 60), 3e38, np.float32)
+    image[::2] = 1e38
+    x = prepare(image, 0.24, config)
+    assert torch.isfinite(x).all()
+    image[30, 30] = np.inf
+    with pytest.raises(ZFocusError, match="NaN or infinite"):
+        prepare(image, 0.24, config)

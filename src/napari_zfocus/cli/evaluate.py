@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from napari_zfocus._generators import run_to_end
 from napari_zfocus._json import to_json_line
 from napari_zfocus.cli import _args
 
@@ -113,25 +114,22 @@ def _run_with_progress(gen: Any, show: bool) -> Any:
     from tqdm import tqdm
 
     bars: dict[str, Any] = {}
+
+    def show_event(event: Any) -> None:
+        bar = bars.get(event.stage)
+        if bar is None:
+            bar = bars[event.stage] = tqdm(
+                total=event.total,
+                desc=event.stage,
+                unit="img" if event.stage == "cnn" else "score",
+                file=sys.stderr,
+                leave=False,
+            )
+        bar.n = event.done
+        bar.refresh()
+
     try:
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            if not show:
-                continue
-            bar = bars.get(event.stage)
-            if bar is None:
-                bar = bars[event.stage] = tqdm(
-                    total=event.total,
-                    desc=event.stage,
-                    unit="img" if event.stage == "cnn" else "score",
-                    file=sys.stderr,
-                    leave=False,
-                )
-            bar.n = event.done
-            bar.refresh()
+        return run_to_end(gen, show_event if show else None)
     finally:
         for bar in bars.values():
             bar.close()

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_zfocus._generators import run_to_end
 from napari_zfocus.errors import ZFocusError, describe
 from napari_zfocus.inspection.baselines import ScoreFn, focus_score_functions, iqa_profile_predict
 from napari_zfocus.inspection.evaluation_result import (
@@ -331,11 +332,5 @@ def evaluate(
     **kwargs: Any,
 ) -> EvaluationResult:
     """Run :func:`iter_evaluate` to the end, calling ``progress`` on every event."""
-    gen = iter_evaluate(predictor, dataset, baselines=baselines, cancel=cancel, **kwargs)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event)
+    return run_to_end(iter_evaluate(predictor, dataset, baselines=baselines, cancel=cancel,
+                                    **kwargs), progress)

@@ -18,7 +18,7 @@ Worker jobs live in :mod:`napari_zfocus.inspection.jobs`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,8 @@ from psygnal import Signal
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.inspection.jobs import LoadedModel
 
-__all__ = ["Controls", "InspectionState", "MapGeometry", "evaluation_summary", "progress_text",
-           "rescale_summary"]
+__all__ = ["Controls", "InspectionState", "JobSlot", "MapGeometry", "evaluation_summary",
+           "progress_text", "rescale_summary"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,43 @@ class MapGeometry:
     layer_name: str
     scale_yx: tuple[float, float]
     translate_yx: tuple[float, float]
+
+
+class JobSlot:
+    """Room for one cancellable job: started, asked to stop, finished.
+
+    Parameters
+    ----------
+    changed
+        Called when a job starts or ends (the state's ``jobs_changed.emit``).
+    """
+
+    def __init__(self, changed: Callable[[], Any]) -> None:
+        self.cancel_event: threading.Event | None = None
+        self._changed = changed
+
+    @property
+    def running(self) -> bool:
+        """Whether a job holds the slot."""
+        return self.cancel_event is not None
+
+    def start(self) -> threading.Event:
+        """Take the slot (check :attr:`running` first); return the job's cancel event."""
+        self.cancel_event = threading.Event()
+        self._changed()
+        return self.cancel_event
+
+    def cancel(self) -> bool:
+        """Ask the running job to stop; False if none runs."""
+        if self.cancel_event is None:
+            return False
+        self.cancel_event.set()
+        return True
+
+    def finished(self) -> None:
+        """The job ended (done, failed or cancelled): the slot is free."""
+        self.cancel_event = None
+        self._changed()
 
 
 @dataclass(frozen=True)
@@ -91,10 +128,10 @@ class InspectionState:
         self._predict_again = False
         self.focus_map: Any = None
         self.map_geometry: MapGeometry | None = None
-        self.map_cancel: threading.Event | None = None
         self.result: Any = None  # the last EvaluationResult
-        self.eval_cancel: threading.Event | None = None
-        self.rescale_cancel: threading.Event | None = None
+        self.map_job = JobSlot(self.jobs_changed.emit)
+        self.eval_job = JobSlot(self.jobs_changed.emit)
+        self.rescale_job = JobSlot(self.jobs_changed.emit)
         self._warned_pixel_size: set[str] = set()
 
     @property
@@ -105,8 +142,8 @@ class InspectionState:
     def controls(self) -> Controls:
         """What may run now (a layer must be chosen for the image tools)."""
         image = self.model is not None and bool(self.layer_name)
-        mapping = self.map_cancel is not None
-        evaluating = self.eval_cancel is not None
+        mapping = self.map_job.running
+        evaluating = self.eval_job.running
         return Controls(
             predict=image and not self.predicting,
             focus_map=image and not mapping,
@@ -114,8 +151,8 @@ class InspectionState:
             evaluate=self.model is not None and not evaluating,
             cancel_evaluation=evaluating,
             export=self.result is not None and not evaluating,
-            rescale=self.model is not None and self.rescale_cancel is None,
-            cancel_rescale=self.rescale_cancel is not None,
+            rescale=self.model is not None and not self.rescale_job.running,
+            cancel_rescale=self.rescale_job.running,
         )
 
     # -- model ----------------------------------------------------------------------------
@@ -205,19 +242,14 @@ class InspectionState:
 
     def start_focus_map(self) -> threading.Event | None:
         """The cancel event of a new focus-map job, or None while one runs."""
-        if self.map_cancel is not None:
-            return None
-        self.map_cancel = threading.Event()
-        self.jobs_changed.emit()
-        return self.map_cancel
+        return None if self.map_job.running else self.map_job.start()
 
-    def cancel_focus_map(self) -> None:
-        if self.map_cancel is not None:
-            self.map_cancel.set()
+    def cancel_focus_map(self) -> bool:
+        """Ask the running focus map to stop; False if none runs."""
+        return self.map_job.cancel()
 
     def focus_map_finished(self) -> None:
-        self.map_cancel = None
-        self.jobs_changed.emit()
+        self.map_job.finished()
 
     def set_focus_map(self, focus_map: Any, geometry: MapGeometry) -> None:
         self.focus_map = focus_map
@@ -234,7 +266,7 @@ class InspectionState:
         ZFocusError
             No model, no folder given, or no such folder.
         """
-        if self.eval_cancel is not None:
+        if self.eval_job.running:
             return None
         folder = folder.strip()
         if self.model is None:
@@ -243,20 +275,14 @@ class InspectionState:
             raise ZFocusError("Choose a dataset folder (with annotations.csv) first.")
         if not Path(folder).is_dir():
             raise ZFocusError(f"{folder}: no such folder")
-        self.eval_cancel = threading.Event()
-        self.jobs_changed.emit()
-        return folder, self.eval_cancel
+        return folder, self.eval_job.start()
 
     def cancel_evaluation(self) -> bool:
         """Ask the running evaluation to stop; False if none runs."""
-        if self.eval_cancel is None:
-            return False
-        self.eval_cancel.set()
-        return True
+        return self.eval_job.cancel()
 
     def evaluation_finished(self) -> None:
-        self.eval_cancel = None
-        self.jobs_changed.emit()
+        self.eval_job.finished()
 
     def set_evaluation(self, result: Any) -> None:
         self.result = result
@@ -279,7 +305,7 @@ class InspectionState:
         ZFocusError
             No model, no stack, or a stack that does not exist.
         """
-        if self.rescale_cancel is not None:
+        if self.rescale_job.running:
             return None
         if self.model is None:
             raise ZFocusError("Load a model first.")
@@ -290,20 +316,14 @@ class InspectionState:
         for path in paths:
             if not path.exists():
                 raise ZFocusError(f"{path}: no such stack file or folder")
-        self.rescale_cancel = threading.Event()
-        self.jobs_changed.emit()
-        return self.model.path, paths, Path(out), self.rescale_cancel
+        return self.model.path, paths, Path(out), self.rescale_job.start()
 
     def cancel_rescale(self) -> bool:
         """Ask the running rescale to stop; False if none runs."""
-        if self.rescale_cancel is None:
-            return False
-        self.rescale_cancel.set()
-        return True
+        return self.rescale_job.cancel()
 
     def rescale_finished(self) -> None:
-        self.rescale_cancel = None
-        self.jobs_changed.emit()
+        self.rescale_job.finished()
 
     def set_rescaled(self, rescaled: Any) -> None:
         """Use the rescaled model (``jobs.Rescaled``; None: cancelled, nothing changes)."""
@@ -314,9 +334,8 @@ class InspectionState:
 
     def close(self) -> None:
         """Cancel the running jobs (the dock is closing); they stop at their next step."""
-        self.cancel_focus_map()
-        self.cancel_evaluation()
-        self.cancel_rescale()
+        for job in (self.map_job, self.eval_job, self.rescale_job):
+            job.cancel()
 
 
 def evaluation_summary(result: Any) -> str:

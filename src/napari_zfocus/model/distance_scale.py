@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_zfocus._generators import run_to_end
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.validation import check_entry_version, check_number
 
@@ -308,9 +309,6 @@ def measure_distance_scale(
     ZFocusError
         A stack without a z-step or pixel size (named), or see :func:`fit_distance_scale`.
     """
-    gen = iter_measure_distance_scale(predictor, stacks, source=source)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    scale = run_to_end(iter_measure_distance_scale(predictor, stacks, source=source))
+    assert scale is not None  # only a cancel returns None, and none was given
+    return scale

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_zfocus._generators import run_to_end
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.calibration import Calibration
 from napari_zfocus.model.config import ModelConfig
@@ -369,12 +370,9 @@ class Predictor:
         stride_um
             Grid step; default ``tile_um`` (no overlap).
         """
-        gen = self.iter_predict_tiles(
+        focus_map = run_to_end(self.iter_predict_tiles(
             image, pixel_size_um, tile_um, stride_um, batch_size=batch_size
-        )
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return stop.value
+        ))
+        assert focus_map is not None  # only a cancel returns None, and none was given
+        return focus_map
 
