@@ -22,6 +22,7 @@ calibration exists is calibrated already. Usage::
     python benchmarks/bench_calibration.py --model m.zfm --own-dir DATASET  # any model
     python benchmarks/bench_calibration.py --model m.zfm --own-dir D --other-dir W1 W2  # any worlds
 
+``--per-image FILE.npz`` also keeps every image's numbers (to study other flag rules).
 Prints one JSON object: per world ``images``, ``within_1um``, ``wrong_2um`` (share with
 |error| > 2 um), ``ece`` and ``flagged`` (before and after calibration), ``ood`` (share
 out of distribution), ``wrong_2um_flagged`` (share of the > 2 um errors flagged) and
@@ -134,7 +135,8 @@ def predict_world(predictor: Any, datasets: list[Path]) -> dict[str, np.ndarray]
     from napari_zfocus.model.readout import readout
 
     cfg = predictor.config
-    cols: dict[str, list] = {k: [] for k in ("err", "conf", "raw_conf", "ood", "flagged")}
+    cols: dict[str, list] = {k: [] for k in ("err", "conf", "raw_conf", "ood", "ood_score",
+                                             "flagged")}
     for folder in datasets:
         dataset = read_dataset(folder)
         for a in dataset.annotations:
@@ -148,6 +150,7 @@ def predict_world(predictor: Any, datasets: list[Path]) -> dict[str, np.ndarray]
                 cols["conf"].append(p.confidence)
                 cols["raw_conf"].append(c)
                 cols["ood"].append(p.ood)
+                cols["ood_score"].append(p.ood_score)
                 cols["flagged"].append(p.flagged)
     return {k: np.asarray(v) for k, v in cols.items()}
 
@@ -197,6 +200,9 @@ def main() -> int:
                    help="datasets of other worlds, one world each (default: the simulated "
                         "other optics and samples)")
     p.add_argument("--json", type=Path, default=None, help="also write the result here")
+    p.add_argument("--per-image", type=Path, default=None,
+                   help="also write every image's error, confidence and OOD score per "
+                        "world here (.npz, keys WORLD/err, WORLD/conf, WORLD/ood_score...)")
     args = p.parse_args()
     from napari_zfocus.model.inference import Predictor
 
@@ -218,6 +224,9 @@ def main() -> int:
     out["calibrated"] = predictor.calibrated
     results = {name: predict_world(predictor, folders) for name, folders in worlds.items()}
     out["worlds"] = {name: summarise(r) for name, r in results.items()}
+    if args.per_image is not None:
+        np.savez_compressed(args.per_image, **{f"{name}/{k}": v for name, r in results.items()
+                                               for k, v in r.items()})
     others = [r for name, r in results.items() if name != "own"]
     pooled = {k: np.concatenate([r[k] for r in others]) for k in others[0]}
     out["other_worlds_pooled"] = summarise(pooled)
