@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Rebuild the shipped demo model, src/napari_zfocus/resources/demo_model.zfm (~35 min on
-# 2 CPU cores: ~7 min of simulation, 20 min of training).
+# Rebuild the shipped demo model, src/napari_zfocus/resources/demo_model.zfm (~50 min on
+# 2 CPU cores: ~7 min of simulation, 20 min of training, ~12 min of calibration).
 #
 # The live simulator's colonies grow for a day, so the demo model is trained on 240 freshly
 # seeded fields (15-300 cells) plus 160 colonies grown for 0-24 h (--grow-hours): trained
@@ -20,4 +20,10 @@ python docs/scripts/merge_datasets.py "$work/all" "$work/seeded80" "$work/seeded
 # 2676 steps = what the shipped model got from `--minutes 20` on the project's 2-core machine.
 zfocus train "$work/all" --out "$work/demo_full.zfm" --steps 2676 --pixel-size-um 0.48 \
     --architecture paper_cnn
-python docs/scripts/make_demo_model.py "$work/demo_full.zfm"
+python docs/scripts/make_demo_model.py "$work/demo_full.zfm" --out "$work/demo_uncalibrated.zfm"
+# Calibrated confidence and OOD check (README, "Calibrated confidence"), fitted on 90 fresh
+# stacks of its world (60 seeded fields, 30 grown colonies; seeds 7001 and 7002) by the
+# calibration benchmark, which then measures it on its own world and on others (~12 min):
+python benchmarks/bench_calibration.py --calibrate --model "$work/demo_uncalibrated.zfm" \
+    --work "$work/calibration" --json "$work/calibration.json"
+cp "$work/calibration/calibrated.zfm" src/napari_zfocus/resources/demo_model.zfm

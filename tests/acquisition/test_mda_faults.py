@@ -40,11 +40,11 @@ class GroundTruth:
 
     def predict(self, image, pixel_size_um):
         snap = self.scope.last_snap
-        if self.on_predict is not None:
-            self.on_predict(snap)
+        ood = bool(self.on_predict(snap)) if self.on_predict is not None else False
         z = snap.true_defocus_um if snap.true_defocus_um is not None else math.nan
         return type("P", (), {"z_um": z, "z_argmax_um": z, "confidence": 0.9,
-                              "bimodal": snap.fault == "bimodal"})()
+                              "bimodal": snap.fault == "bimodal", "ood": ood,
+                              "ood_score": 1.5 if ood else 0.5})()
 
 
 @pytest.fixture
@@ -172,3 +172,41 @@ def test_a_position_far_out_of_range_is_skipped_and_the_others_acquired(scope):
     assert engine.skipped_frames == 3
     assert all(-100.0 <= s.stage_z_um <= 100.0 for s in images)
     assert all(r.p == 0 for r in records)
+
+
+def _unlike_the_model_world(frames: int):
+    """An ``on_predict`` that calls the first ``frames`` focus frames of p0 at t1 out of
+    distribution (the model's own world is flagged now and then, at one z of a field)."""
+    def flag(snap):
+        if snap.p_index == 0 and 590 < snap.time_s < 700 and flag.left > 0:
+            flag.left -= 1
+            return True
+        return False
+
+    flag.left = frames
+    return flag
+
+
+def test_a_frame_flagged_out_of_distribution_is_followed_by_one_at_another_z(scope):
+    records, images, _ = acquire(scope, sequence(scope), on_predict=_unlike_the_model_world(1))
+    r = next(r for r in records if (r.p, r.t) == (0, 1))
+    assert r.decision in (CORRECTED, IN_FOCUS) and r.focus_frames >= 2
+    assert r.max_move_um == pytest.approx(2.0, abs=0.3)  # the 2 um probe, then back to focus
+    image = next(s for s in images if s.p_index == 0 and 590 < s.time_s < 700)
+    assert image.true_defocus_um == pytest.approx(0.0, abs=0.05)
+
+
+def test_when_the_probe_frame_is_flagged_too_the_stage_walks_back_and_holds(scope):
+    records, images, _ = acquire(scope, sequence(scope), on_predict=_unlike_the_model_world(9))
+    r = next(r for r in records if (r.p, r.t) == (0, 1))
+    assert r.decision == HELD and r.reason == "out_of_distribution" and r.focus_frames == 3
+    assert r.max_move_um == pytest.approx(2.0) and r.correction_um == pytest.approx(0.0)
+    image = next(s for s in images if s.p_index == 0 and 590 < s.time_s < 700)
+    assert image.stage_z_um == pytest.approx(r.stage_z_um)  # imaged where it was found
+
+
+def test_without_a_probe_distance_the_frames_are_retaken_in_place(scope):
+    records, _, _ = acquire(scope, sequence(scope), on_predict=_unlike_the_model_world(9),
+                            probe_um=0.0)
+    r = next(r for r in records if (r.p, r.t) == (0, 1))
+    assert r.decision == HELD and r.max_move_um == 0.0 and r.focus_frames == 3

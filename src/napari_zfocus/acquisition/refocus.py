@@ -39,14 +39,19 @@ from napari_zfocus.errors import ZFocusError
 from napari_zfocus.live.controller import FocusController
 from napari_zfocus.live.controller_settings import (
     IN_DEAD_BAND,
+    LOW_CONFIDENCE,
     MOVED,
     MOVED_CLAMPED,
+    OUT_OF_DISTRIBUTION,
     Decision,
     PredictorLike,
 )
 from napari_zfocus.live.microscope import Microscope
 
 _MOVED = (MOVED, MOVED_CLAMPED)
+#: Holds that a frame at another z may lift: the image, not the camera or the stage, was
+#: the problem.
+_PROBE_AFTER = (OUT_OF_DISTRIBUTION, LOW_CONFIDENCE)
 
 
 @dataclass
@@ -218,6 +223,7 @@ class Refocuser:
         controller.resume()  # failures are judged per refocus, by the policy
         acted: Decision | None = None
         last: Decision | None = None
+        probed_from: float | None = None
         for _ in range(self.settings.max_focus_frames):
             last = controller.step()
             if last.reason in _MOVED:
@@ -229,12 +235,41 @@ class Refocuser:
                 break
             elif acted is not None:
                 break  # a confirmation frame failed: keep the move made on a good estimate
+            elif probed_from is None and last.reason in _PROBE_AFTER:
+                probed_from = self._probe(controller)
         if acted is None:
             assert last is not None  # max_focus_frames >= 1
+            if probed_from is not None:
+                self._walk_back(controller, probed_from)
             decision, reason, _ = self._failed(last.reason)
             return decision, reason, last
         moved = any(d.reason in _MOVED for d in (acted, last) if d is not None)
         return (CORRECTED if moved else IN_FOCUS), (last or acted).reason, last or acted
+
+    def _probe(self, controller: FocusController) -> float | None:
+        """Move ``probe_um`` away (up, or down when up is not allowed) for the next frame;
+        the z it left, or None when no probe is made (0 um, no room, a stage failure)."""
+        distance = min(self.settings.probe_um, self.settings.max_step_um)
+        if distance <= 0:
+            return None
+        try:
+            start = self.stage.get_z()
+            limits = controller.z_limits_um
+            for target in (start + distance, start - distance):
+                if limits[0] <= target <= limits[1]:
+                    walk_to(self.stage, target, limits, self.settings.max_step_um)
+                    return start
+        except Exception:  # noqa: BLE001 - no probe; the next frame is taken where it is
+            return None
+        return None
+
+    def _walk_back(self, controller: FocusController, z_um: float) -> None:
+        """Back to where the probe started (a refocus that finds nothing leaves the stage
+        where it found it)."""
+        try:
+            walk_to(self.stage, z_um, controller.z_limits_um, self.settings.max_step_um)
+        except Exception:  # noqa: BLE001 - the record says held; the next visit corrects
+            return
 
     def _needs_confirmation(self, decision: Decision) -> bool:
         s = self.settings

@@ -66,6 +66,14 @@ class AutofocusSettings:
         A correction made with a confidence below this is confirmed by another frame.
     max_focus_frames
         Most frames one refocus may take (the first visit's lock takes ``lock_frames``).
+    probe_um
+        After a frame held because it looks unlike the model's world at the z it reads
+        (out of distribution) or the model is unsure, the next frame is taken this far
+        away (up, or down at the upper limit; at most ``max_step_um``), where the image
+        differs; when that frame
+        is held too, the stage walks back. 0: retry at the same z. Images of the model's
+        own world are flagged now and then (a few percent): at the same z the same field
+        looks the same and stays flagged, so the position went uncorrected.
     lock_frames
         Frames whose median estimate a position's first visit locks.
     position_offsets_um
@@ -94,6 +102,7 @@ class AutofocusSettings:
     confirm_above_um: float = 2.0
     confirm_confidence: float = 0.5
     max_focus_frames: int = 3
+    probe_um: float = 2.0
     lock_frames: int = 3
     position_offsets_um: dict[int, float] = field(default_factory=dict)
     scan_range_um: float = 10.0
@@ -113,6 +122,7 @@ class AutofocusSettings:
         check_number(self.confirm_above_um, "confirm above (um)", lo=0, hi=MAX_DISTANCE_UM)
         check_number(self.confirm_confidence, "confirm confidence", lo=0, hi=1)
         check_number(self.max_focus_frames, "max focus frames", lo=1, hi=50, integer=True)
+        check_number(self.probe_um, "probe distance (um)", lo=0, hi=MAX_DISTANCE_UM)
         for index, offset in self.position_offsets_um.items():
             check_number(index, "position offset index", lo=0, integer=True)
             check_number(offset, f"offset of position {index} (um)", lo=-MAX_DISTANCE_UM,
