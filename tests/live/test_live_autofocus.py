@@ -156,11 +156,15 @@ def test_load_predictor_describes_the_model(tmp_path) -> None:
     pytest.importorskip("torch")
     from _tiny import write_untrained_model
     from napari_zfocus.live.autofocus import load_predictor
+    from napari_zfocus.live.headless import demo_model_path
 
     path = write_untrained_model(tmp_path / "m.zfm")
     predictor, text = load_predictor(path)
     assert text.startswith("m.zfm: ") and "bins of" in text
+    assert text.endswith("confidence not calibrated, no out-of-distribution check")
     assert predictor.config.n_bins > 0
+    _, shipped = load_predictor(demo_model_path())  # the demo model holds unlike frames
+    assert shipped.endswith("calibrated confidence and out-of-distribution check")
     bad = tmp_path / "bad.zfm"
     bad.write_bytes(b"not a model")
     with pytest.raises(ZFocusError, match="bad.zfm"):

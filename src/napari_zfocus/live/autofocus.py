@@ -59,9 +59,18 @@ def load_predictor(path: str | Path) -> tuple[Any, str]:
     # responsive, and OpenMP threads spinning on a busy core slow inference down.
     predictor = Predictor.from_file(path, num_threads=max(1, available_cores() - 1))
     c = predictor.config
+    calibration = predictor.calibration
+    # Says whether frames unlike the model's world are held: with an uncalibrated model
+    # the live loop has no out-of-distribution check (README, "Calibrated confidence").
+    if calibration is None:
+        checks = "confidence not calibrated, no out-of-distribution check"
+    elif calibration.ood is None:
+        checks = "calibrated confidence, no out-of-distribution check"
+    else:
+        checks = "calibrated confidence and out-of-distribution check"
     return predictor, (
         f"{path.name}: {c.field_um:g} um field at {c.pixel_size_um:g} um/px, "
-        f"{c.n_bins} bins of {c.bin_um:g} um"
+        f"{c.n_bins} bins of {c.bin_um:g} um; {checks}"
     )
 
 
