@@ -12,10 +12,13 @@ from napari_zfocus.inspection.inspection_state import (
     InspectionState,
     JobSlot,
     MapGeometry,
+)
+from napari_zfocus.inspection.job_summaries import (
+    calibration_summary,
     evaluation_summary,
     rescale_summary,
 )
-from napari_zfocus.inspection.jobs import LoadedModel, Rescaled
+from napari_zfocus.inspection.jobs import Calibrated, LoadedModel, Rescaled
 
 
 def _model(path: str = "m.zfm") -> LoadedModel:
@@ -174,3 +177,36 @@ def test_rescale_checks_runs_once_cancels_and_uses_the_new_model(tmp_path):
         f"Reads 0.74x the true distance on 3 of 3 stacks: readings divided by 0.74. Saved as "
         f"{tmp_path / 'r.zfm'} and loaded.")
     assert rescale_summary(None) == "Cancelled: nothing written."
+
+
+def test_calibration_checks_runs_once_cancels_and_uses_the_new_model(tmp_path):
+    state = InspectionState()
+    with pytest.raises(ZFocusError, match="Load a model"):
+        state.start_calibration(str(tmp_path), tmp_path / "c.zfm")
+    state = _ready()
+    with pytest.raises(ZFocusError, match="annotated held-out stacks"):
+        state.start_calibration(" ", tmp_path / "c.zfm")
+    with pytest.raises(ZFocusError, match="nowhere: no such folder"):
+        state.start_calibration(str(tmp_path / "nowhere"), tmp_path / "c.zfm")
+    model, folder, out, cancel = state.start_calibration(f" {tmp_path} ", tmp_path / "c.zfm")
+    assert (model, folder, out) == (Path("m.zfm"), tmp_path, tmp_path / "c.zfm")
+    assert state.start_calibration(str(tmp_path), tmp_path / "c.zfm") is None  # one at a time
+    assert not state.controls().calibrate and state.controls().cancel_calibration
+    assert state.controls().rescale  # the other jobs are not blocked
+    state.close()
+    assert cancel.is_set()
+    state.calibration_finished()
+    assert state.controls().calibrate and not state.controls().cancel_calibration
+    state.set_calibrated(None)  # cancelled: the old model stays
+    assert state.model.path == Path("m.zfm")
+    calibration = SimpleNamespace(temperature=0.19, fitted={
+        "ece_uncalibrated": 0.131, "ece_in_sample": 0.019, "images": 2790,
+        "source": "dataset held_out", "ood_reference_images": 2790, "flagged": 0.021})
+    calibrated = Calibrated(_model(str(tmp_path / "c.zfm")), calibration)
+    state.set_calibrated(calibrated)
+    assert state.model.path == tmp_path / "c.zfm"
+    line = calibration_summary(calibrated)
+    assert line.startswith("temperature 0.19; ECE 0.131 uncalibrated -> 0.019 on its 2790 "
+                           "images of the dataset held_out")
+    assert line.endswith(f"Saved as {tmp_path / 'c.zfm'} and loaded.")
+    assert calibration_summary(None) == "Cancelled: nothing written."

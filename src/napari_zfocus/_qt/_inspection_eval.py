@@ -29,7 +29,8 @@ from qtpy.QtWidgets import (
 
 from napari_zfocus._qt._job_tab import JobTab
 from napari_zfocus.errors import ZFocusError
-from napari_zfocus.inspection.inspection_state import Controls, evaluation_summary, progress_text
+from napari_zfocus.inspection.inspection_state import Controls
+from napari_zfocus.inspection.job_summaries import evaluation_summary, progress_text
 from napari_zfocus.inspection.jobs import evaluate_job
 from napari_zfocus.inspection.metrics_table import METRIC_ROWS, metrics_table, write_metrics_csv
 

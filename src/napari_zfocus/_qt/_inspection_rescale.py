@@ -18,16 +18,16 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListWidget,
     QPushButton,
     QVBoxLayout,
 )
 
 from napari_zfocus._qt._forms import float_spin
-from napari_zfocus._qt._job_tab import JobTab
+from napari_zfocus._qt._job_tab import JobTab, suggested_output
 from napari_zfocus.errors import ZFocusError
-from napari_zfocus.inspection.inspection_state import Controls, rescale_summary
+from napari_zfocus.inspection.inspection_state import Controls
+from napari_zfocus.inspection.job_summaries import rescale_summary
 from napari_zfocus.inspection.jobs import rescale_job
 from napari_zfocus.outputs import check_model_copy
 
@@ -40,16 +40,6 @@ _EXPLANATION = (
     "too short or too long. Add 1-3 z-stacks taken at the new setting, spanning focus "
     "+/- 8 um or more: no annotation is needed, the slices' spacing is the ruler.")
 _STACK_FILES = "z-stacks (*.tif *.tiff *.ome.tif);;All files (*)"
-
-
-def suggested_output(model: Path) -> Path:
-    """``<model>_rescaled.zfm`` beside the model, numbered when it exists already."""
-    candidate = model.with_name(f"{model.stem}_rescaled.zfm")
-    n = 2
-    while candidate.exists():
-        candidate = model.with_name(f"{model.stem}_rescaled_{n}.zfm")
-        n += 1
-    return candidate
 
 
 class RescaleTab(JobTab):
@@ -94,14 +84,7 @@ class RescaleTab(JobTab):
                                      tooltip="Pixel size of the stacks; 'from file' reads it "
                                              "from each stack's metadata")
         form.addRow("pixel size", self.pixel_size)
-        out_row = QHBoxLayout()
-        self.output = QLineEdit()
-        self.output.setPlaceholderText("new model file (.zfm); never replaces a file")
-        save_as = QPushButton("Save as...")
-        save_as.clicked.connect(self._choose_output)
-        out_row.addWidget(self.output)
-        out_row.addWidget(save_as)
-        form.addRow("rescaled model", out_row)
+        form.addRow("rescaled model", self._model_copy_row("Save the rescaled model as"))
         layout.addLayout(form)
         row = QHBoxLayout()
         self.rescale_button = QPushButton("Rescale")
@@ -138,16 +121,8 @@ class RescaleTab(JobTab):
                                                 _STACK_FILES)
         self.add_stacks(paths)
 
-    def _choose_output(self) -> None:
-        # The dialog's own overwrite question is off: the dock never replaces a file.
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save the rescaled model as", self.output.text(),
-            "zfocus models (*.zfm)", options=QFileDialog.Option.DontConfirmOverwrite)
-        if path:
-            self.output.setText(path)
-
     def _suggest_output(self, loaded: LoadedModel) -> None:
-        self.output.setText(str(suggested_output(Path(loaded.path))))
+        self.output.setText(str(suggested_output(Path(loaded.path), "rescaled")))
 
     def rescale(self) -> None:
         """Measure the model's gain on the listed stacks in a worker; write and use the copy."""

@@ -1,6 +1,6 @@
 """Inspection dock: what does the model say about this image, this field, this dataset?
 
-Three tools over one loaded model:
+Five tools over one loaded model:
 
 * **Slice** -- predicted z, confidence, bimodal flag and the softmax bar chart for the
   displayed slice of any Image layer (optionally following the z slider);
@@ -9,13 +9,16 @@ Three tools over one loaded model:
 * **Evaluate** -- a dataset run with progress and cancel: confusion heatmap, error plots,
   metrics beside the baselines, PNG/CSV export;
 * **Rescale** -- after a change of condenser or wavelength, the model's distance scale
-  measured on unannotated stacks of the new setting, written to a new model file.
+  measured on unannotated stacks of the new setting, written to a new model file;
+* **Calibrate** -- the confidence and out-of-distribution check refitted on annotated
+  held-out stacks of the model's world, written to a new model file.
 
-The dock is a view over :class:`~napari_zfocus.inspection.inspection_state.InspectionState` (what it
-knows and the rules of its jobs). The tabs live in :mod:`._inspection_image`,
-:mod:`._inspection_eval` and :mod:`._inspection_rescale`; this module holds the model box,
-the layer choice and the hooks into the viewer. Every job (the model file too) runs in a
-worker of the dock, on plain data; layers are touched on the GUI thread only.
+The dock is a view over :class:`~napari_zfocus.inspection.inspection_state.InspectionState`
+(what it knows and the rules of its jobs). The tabs live in :mod:`._inspection_image`,
+:mod:`._inspection_eval`, :mod:`._inspection_rescale` and :mod:`._inspection_calibrate`;
+this module holds the model box, the layer choice and the hooks into the viewer. Every job
+(the model file too) runs in a worker of the dock, on plain data; layers are touched on the
+GUI thread only.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from qtpy.QtWidgets import (
 
 from napari_zfocus._qt._dock import ZFocusDock
 from napari_zfocus._qt._forms import float_spin
+from napari_zfocus._qt._inspection_calibrate import CalibrateTab
 from napari_zfocus._qt._inspection_eval import EvaluationTab
 from napari_zfocus._qt._inspection_image import CONF_SUFFIX, Z_SUFFIX, ImageTab
 from napari_zfocus._qt._inspection_rescale import RescaleTab
@@ -120,10 +124,12 @@ class InspectionWidget(ZFocusDock):
         self.image = ImageTab(self)
         self.evaluation = EvaluationTab(self)
         self.rescaling = RescaleTab(self)
+        self.calibrating = CalibrateTab(self)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.image, "Image")
         self.tabs.addTab(self.evaluation, "Evaluate")
         self.tabs.addTab(self.rescaling, "Rescale")
+        self.tabs.addTab(self.calibrating, "Calibrate")
         layout.addWidget(self.tabs, 1)
 
     def _hook_viewer(self) -> None:
@@ -148,6 +154,7 @@ class InspectionWidget(ZFocusDock):
         self.image.show_controls(controls)
         self.evaluation.show_controls(controls)
         self.rescaling.show_controls(controls)
+        self.calibrating.show_controls(controls)
 
     def failed(self, exc: BaseException) -> None:
         """A job's error as a notification."""

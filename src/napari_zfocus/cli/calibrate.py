@@ -22,7 +22,8 @@ from napari_zfocus._json import to_json_line
 from napari_zfocus.cli import _args
 
 HELP = "calibrate a model's confidence and out-of-distribution check on annotated stacks"
-#: Default and largest number of images used.
+#: Default (training.calibrate_file.DEFAULT_MAX_IMAGES, not imported: torch) and largest
+#: number of images used.
 DEFAULT_MAX_IMAGES = 5000
 MAX_IMAGES = 100_000
 
@@ -43,29 +44,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``zfocus calibrate``."""
-    import torch
-
-    from napari_zfocus.cli.evaluate import check_z_coverage, load_dataset
+    from napari_zfocus._generators import run_to_end
+    from napari_zfocus.cli.evaluate import load_dataset
     from napari_zfocus.model.device import resolve_device
-    from napari_zfocus.model.io import load_model, save_calibrated_copy
-    from napari_zfocus.model.ood import spectral_features
+    from napari_zfocus.model.io import load_model
     from napari_zfocus.outputs import check_model_copy
-    from napari_zfocus.training.calibration_fit import calibrate_network, describe_calibration
-    from napari_zfocus.training.dataset_cache import images_by_stack
+    from napari_zfocus.training.calibrate_file import iter_calibrate_model_file
+    from napari_zfocus.training.calibration_fit import describe_calibration
 
     check_model_copy(args.out, overwrite=args.overwrite)
     loaded = load_model(args.model)
     dataset = load_dataset(args.dataset)
-    check_z_coverage(dataset, loaded.config)
-    x, z, stacks = images_by_stack(dataset, list(dataset.annotations), loaded.config,
-                                   args.max_images)
-    # Here one set of stacks serves as both: held-out images and the world's reference.
-    # channels_last: the layout of the inputs below, and oneDNN's fastest on CPU.
-    net = loaded.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    calibration = calibrate_network(
-        net, loaded.config, resolve_device(args.device, "--device"), x, z,
-        (spectral_features(x), z, stacks), source=f"dataset {args.dataset}")
-    save_calibrated_copy(args.model, calibration, args.out)
+    calibration = run_to_end(iter_calibrate_model_file(
+        loaded, dataset, args.out, max_images=args.max_images,
+        device=resolve_device(args.device, "--device"), source=f"dataset {args.dataset}"))
+    assert calibration is not None  # only a cancel returns None, and none was given
     facts = dict(calibration.fitted, model=str(args.out), temperature=calibration.temperature,
                  slope=calibration.slope, intercept=calibration.intercept)
     if args.json:

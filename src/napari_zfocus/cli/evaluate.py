@@ -25,9 +25,6 @@ from napari_zfocus._generators import run_to_end
 from napari_zfocus._json import to_json_line
 from napari_zfocus.cli import _args
 
-#: Fewest slices per stack within the model's z range: with one, a stack tests only z = 0.
-MIN_SLICES_IN_RANGE = 2
-
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``eval`` sub-command."""
@@ -81,34 +78,6 @@ def load_dataset(path: Path, name: str | None = None) -> Any:
     return read_dataset(path)
 
 
-def check_z_coverage(dataset: Any, config: Any) -> None:
-    """Refuse a stack with fewer than :data:`MIN_SLICES_IN_RANGE` slices in the model's z range.
-
-    Such a stack only tests z = 0 (its z-step is coarser than the model's whole range),
-    and a dataset of them gives metrics over a handful of images that look meaningful.
-    Only stack headers are read.
-
-    Raises
-    ------
-    DatasetError
-        Naming ``annotations.csv``, the stack, its z-step and the model's z range.
-    """
-    from napari_zfocus.errors import DatasetError, describe
-
-    eps = 1e-6 * max(1.0, config.bin_um)  # as the evaluation itself counts them
-    for a in dataset:
-        n = dataset.open_stack(a).n_slices
-        z = [(i - a.focus_index) * a.z_step_um for i in range(n)]
-        inside = sum(config.z_min_um - eps <= v <= config.z_max_um + eps for v in z)
-        if inside < MIN_SLICES_IN_RANGE:
-            raise DatasetError(describe(
-                dataset.csv_path,
-                f"{a.stack}: only {inside} of its {n} slices lie within the model's z range "
-                f"{config.z_min_um:g}..{config.z_max_um:g} um at z-step {a.z_step_um:g} um; "
-                f"evaluation needs at least {MIN_SLICES_IN_RANGE} per stack",
-            ))
-
-
 def _run_with_progress(gen: Any, show: bool) -> Any:
     """Drive an evaluation generator to its result, one tqdm bar per stage on stderr."""
     from tqdm import tqdm
@@ -150,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
     fit = (load_dataset(args.baseline_fit, "--baseline-fit")
            if args.baseline_fit is not None else None)
     predictor = Predictor.from_file(args.model, device=args.device)
+    from napari_zfocus.training.calibrate_file import check_z_coverage
+
     check_z_coverage(dataset, predictor.config)
     gen = iter_evaluate(
         predictor, dataset, baselines=args.baselines, crops=args.crops, fit_dataset=fit

@@ -2,13 +2,15 @@
 
 :class:`InspectionState` is the model behind the inspection dock (a view over it). It holds
 the loaded model and its summary, the chosen image layer's name and pixel size, and the
-four jobs (single prediction, focus map, evaluation, rescale) with their rules:
+five jobs (single prediction, focus map, evaluation, rescale, calibration) with their
+rules:
 
 * a model load in flight does not block the old model; only the newest load is kept;
 * a prediction asked for while one runs is *coalesced*: one more run follows when it
   ends, however many were asked for (a z slider dragged over 50 slices gives 2 runs);
-* a focus map, an evaluation and a rescale run one at a time, each with a cancel event;
-* a finished rescale's model replaces the loaded one;
+* a focus map, an evaluation, a rescale and a calibration run one at a time, each with a
+  cancel event;
+* a finished rescale's or calibration's model replaces the loaded one;
 * :meth:`InspectionState.close` cancels them all (the dock is closing).
 
 Every change is announced by a psygnal signal; the dock, a script or a test can drive it.
@@ -28,8 +30,7 @@ from psygnal import Signal
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.inspection.jobs import LoadedModel
 
-__all__ = ["Controls", "InspectionState", "JobSlot", "MapGeometry", "evaluation_summary",
-           "progress_text", "rescale_summary"]
+__all__ = ["Controls", "InspectionState", "JobSlot", "MapGeometry"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class Controls:
     export: bool
     rescale: bool
     cancel_rescale: bool
+    calibrate: bool
+    cancel_calibration: bool
 
 
 class InspectionState:
@@ -132,6 +135,7 @@ class InspectionState:
         self.map_job = JobSlot(self.jobs_changed.emit)
         self.eval_job = JobSlot(self.jobs_changed.emit)
         self.rescale_job = JobSlot(self.jobs_changed.emit)
+        self.calibrate_job = JobSlot(self.jobs_changed.emit)
         self._warned_pixel_size: set[str] = set()
 
     @property
@@ -153,6 +157,8 @@ class InspectionState:
             export=self.result is not None and not evaluating,
             rescale=self.model is not None and not self.rescale_job.running,
             cancel_rescale=self.rescale_job.running,
+            calibrate=self.model is not None and not self.calibrate_job.running,
+            cancel_calibration=self.calibrate_job.running,
         )
 
     # -- model ----------------------------------------------------------------------------
@@ -327,39 +333,52 @@ class InspectionState:
 
     def set_rescaled(self, rescaled: Any) -> None:
         """Use the rescaled model (``jobs.Rescaled``; None: cancelled, nothing changes)."""
-        if rescaled is None:
+        self._use_copy(rescaled)
+
+    # -- calibration ----------------------------------------------------------------------
+
+    def start_calibration(self, folder: str, out: Path,
+                          ) -> tuple[Path, Path, Path, threading.Event] | None:
+        """``(model file, dataset folder, output file, cancel event)`` of a new calibration,
+        or None while one runs. ``out`` must have been checked already
+        (:func:`napari_zfocus.outputs.check_model_copy`).
+
+        Raises
+        ------
+        ZFocusError
+            No model, no folder given, or no such folder.
+        """
+        if self.calibrate_job.running:
+            return None
+        if self.model is None:
+            raise ZFocusError("Load a model first.")
+        folder = folder.strip()
+        if not folder:
+            raise ZFocusError("Choose a folder of annotated held-out stacks (with "
+                              "annotations.csv) first.")
+        if not Path(folder).is_dir():
+            raise ZFocusError(f"{folder}: no such folder")
+        return self.model.path, Path(folder), Path(out), self.calibrate_job.start()
+
+    def cancel_calibration(self) -> bool:
+        """Ask the running calibration to stop; False if none runs."""
+        return self.calibrate_job.cancel()
+
+    def calibration_finished(self) -> None:
+        self.calibrate_job.finished()
+
+    def set_calibrated(self, calibrated: Any) -> None:
+        """Use the calibrated model (``jobs.Calibrated``; None: cancelled, nothing changes)."""
+        self._use_copy(calibrated)
+
+    def _use_copy(self, made: Any) -> None:
+        """Use the model copy a job wrote (its ``loaded``); None: nothing was written."""
+        if made is None:
             return
-        self.loading = rescaled.loaded.path
-        self.model_loaded(rescaled.loaded)
+        self.loading = made.loaded.path
+        self.model_loaded(made.loaded)
 
     def close(self) -> None:
         """Cancel the running jobs (the dock is closing); they stop at their next step."""
-        for job in (self.map_job, self.eval_job, self.rescale_job):
+        for job in (self.map_job, self.eval_job, self.rescale_job, self.calibrate_job):
             job.cancel()
-
-
-def evaluation_summary(result: Any) -> str:
-    """One status line for an evaluation, e.g. ``"14 images; 64% within +/-1 um"``."""
-    m = result.metrics
-    note = " (cancelled: partial result)" if result.cancelled else ""
-    within = m.get("within_1um")
-    return f"{m.get('n_images', 0)} images{note}; " + (
-        f"{100 * within:.0f}% within +/-1 um" if within is not None else "no images"
-    )
-
-
-def rescale_summary(rescaled: Any) -> str:
-    """One status line for a finished rescale (``jobs.Rescaled``; None: cancelled)."""
-    if rescaled is None:
-        return "Cancelled: nothing written."
-    fitted = rescaled.scale.fitted
-    head = (f"Reads {fitted['measured_gain']:.2f}x the true distance on "
-            f"{fitted['stacks_fitted']} of {fitted['stacks']} stacks: ")
-    what = (f"readings divided by {rescaled.scale.gain:.2f}" if fitted["applied"] else
-            f"within {fitted['threshold']:.2f} of 1, no measurable change of setting")
-    return head + what + f". Saved as {rescaled.loaded.path} and loaded."
-
-
-def progress_text(event: Any) -> str:
-    """One status line for an evaluation progress event."""
-    return f"{event.stage}: {event.done}/{event.total} {event.message}"

@@ -68,6 +68,35 @@ def rescale_job(
     return Rescaled(load_model_job(out), scale)
 
 
+@dataclass(frozen=True)
+class Calibrated:
+    """A model calibrated in a worker: the new file, loaded, and its calibration."""
+
+    loaded: LoadedModel
+    calibration: Any
+
+
+def calibrate_job(
+    model_path: Path, folder: Path, out: Path, cancel: threading.Event,
+) -> Generator[tuple[int, int], None, Calibrated | None]:
+    """Calibrate the model file on the annotated stacks of ``folder``; write the copy.
+
+    Yields ``(images read, images)``; returns the calibrated model, or None when cancelled
+    while the images were read (nothing is written then).
+    """
+    from napari_zfocus.data import read_dataset
+    from napari_zfocus.model.io import load_model
+    from napari_zfocus.training.calibrate_file import iter_calibrate_model_file
+
+    loaded = load_model(model_path)
+    dataset = read_dataset(folder)
+    calibration = yield from iter_calibrate_model_file(loaded, dataset, out,
+                                                       cancel=cancel.is_set)
+    if calibration is None:
+        return None
+    return Calibrated(load_model_job(out), calibration)
+
+
 def predict_job(predictor: Any, plane: Any, pixel_size_um: float) -> Any:
     """The prediction for one plane (a lazy dask slice is read here, off the GUI thread)."""
     return predictor.predict(np.asarray(plane), pixel_size_um)

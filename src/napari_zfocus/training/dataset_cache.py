@@ -15,13 +15,14 @@ slice, i.e. exactly what :class:`~napari_zfocus.model.inference.Predictor` does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from napari_zfocus._generators import run_to_end
 from napari_zfocus.errors import DatasetError, ZFocusError
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.preprocess import prepare, resample
@@ -266,6 +267,21 @@ def images_by_stack(
     dataset: Any, annotations: Sequence[Any], config: ModelConfig, max_images: int
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """:func:`validation_images` and the index (into ``annotations``) of each image's stack."""
+    images = run_to_end(iter_images_by_stack(dataset, annotations, config, max_images))
+    assert images is not None  # only a cancel returns None, and none was given
+    return images
+
+
+#: Images prepared between two progress events of :func:`iter_images_by_stack`.
+_PROGRESS_EVERY = 64
+
+
+def iter_images_by_stack(
+    dataset: Any, annotations: Sequence[Any], config: ModelConfig, max_images: int,
+    cancel: Callable[[], bool] | None = None,
+) -> Generator[tuple[int, int], None, tuple[torch.Tensor, np.ndarray, np.ndarray] | None]:
+    """Generator form of :func:`images_by_stack` for workers: yields ``(images done,
+    images)`` as it reads, returns the images, or None when ``cancel()`` turns true."""
     pairs = []
     for k, a in enumerate(annotations):
         stack = dataset.open_stack(a)
@@ -278,6 +294,10 @@ def images_by_stack(
     n = config.input_px
     x = torch.empty((len(pairs), 1, n, n), dtype=torch.float16)
     for i, (a, stack, index, _, _) in enumerate(pairs):
+        if i % _PROGRESS_EVERY == 0:
+            if cancel is not None and cancel():
+                return None
+            yield i, len(pairs)
         x[i] = prepare(stack.slice(index), float(a.pixel_size_um), config)[0].to(torch.float16)
     return (x, np.asarray([p[3] for p in pairs], dtype=np.float64),
             np.asarray([p[4] for p in pairs], dtype=np.int64))
