@@ -5,8 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from qtpy.QtCore import QThreadPool
 
+from _inspection_dock import idle, loaded_dock
 from _tiny import write_noise_dataset, write_untrained_model
 from napari_zfocus._qt.inspection_widget import InspectionWidget
 from napari_zfocus.model.io import load_model
@@ -28,19 +28,9 @@ def errors(monkeypatch):
     return messages
 
 
-def _idle() -> bool:
-    return QThreadPool.globalInstance().activeThreadCount() == 0
-
-
-def _dock(make_napari_viewer, qtbot, model) -> InspectionWidget:
-    widget = InspectionWidget(make_napari_viewer(), model_path=model)
-    qtbot.waitUntil(lambda: widget.state.predictor is not None, timeout=30000)
-    return widget
-
-
 def test_calibrate_writes_loads_and_shows_the_calibrated_model(make_napari_viewer, qtbot,
                                                                setup, tmp_path):
-    widget = _dock(make_napari_viewer, qtbot, setup.model)
+    widget = loaded_dock(make_napari_viewer, qtbot, setup.model)
     tab = widget.calibrating
     assert widget.tabs.tabText(widget.tabs.indexOf(tab)) == "Calibrate"
     assert tab.output.text() == str(setup.root / "tiny_calibrated.zfm")  # suggested
@@ -58,13 +48,15 @@ def test_calibrate_writes_loads_and_shows_the_calibrated_model(make_napari_viewe
     assert tab.status.text().endswith(f"Saved as {out} and loaded.")
     assert "132 images" in tab.status.text()
     assert tab.output.text() == str(tmp_path / "calibrated_calibrated.zfm")  # for the next
-    qtbot.waitUntil(_idle, timeout=30000)
-    assert tab.calibrate_button.isEnabled() and not tab.cancel_button.isEnabled()
+    # The worker's "finished" reaches the GUI thread after the pool is idle: wait for it.
+    qtbot.waitUntil(lambda: tab.calibrate_button.isEnabled() and not tab.cancel_button.isEnabled(),
+                    timeout=30000)
+    qtbot.waitUntil(idle, timeout=30000)
 
 
 def test_bad_input_is_notified_and_nothing_is_written(make_napari_viewer, qtbot, setup,
                                                       errors, tmp_path):
-    widget = _dock(make_napari_viewer, qtbot, setup.model)
+    widget = loaded_dock(make_napari_viewer, qtbot, setup.model)
     tab = widget.calibrating
     out = tmp_path / "c.zfm"
     tab.output.setText(str(out))
@@ -84,7 +76,7 @@ def test_bad_input_is_notified_and_nothing_is_written(make_napari_viewer, qtbot,
     assert "annotations.csv" in errors[-1] and not out.exists()
     assert tab.status.text() == "Failed: nothing written."
     assert widget.state.model.path == setup.model  # the old model stays
-    qtbot.waitUntil(_idle, timeout=30000)
+    qtbot.waitUntil(idle, timeout=30000)
 
 
 def test_cancelling_writes_nothing_and_closing_leaves_no_thread(make_napari_viewer, qtbot,
@@ -103,4 +95,4 @@ def test_cancelling_writes_nothing_and_closing_leaves_no_thread(make_napari_view
     assert not out.exists() and tab.status.text() == "Cancelled: nothing written."
     tab.calibrate()
     viewer.close()
-    qtbot.waitUntil(_idle, timeout=30000)
+    qtbot.waitUntil(idle, timeout=30000)

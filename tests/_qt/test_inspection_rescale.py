@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import tifffile
-from qtpy.QtCore import QThreadPool
 
+from _inspection_dock import idle, loaded_dock
 from napari_zfocus._qt.inspection_widget import InspectionWidget
 from napari_zfocus.data.stack import write_stack
 from napari_zfocus.model.inference import Predictor
@@ -53,20 +53,10 @@ def errors(monkeypatch):
     return messages
 
 
-def _idle() -> bool:
-    return QThreadPool.globalInstance().activeThreadCount() == 0
-
-
-def _dock(make_napari_viewer, qtbot, model) -> InspectionWidget:
-    widget = InspectionWidget(make_napari_viewer(), model_path=model)
-    qtbot.waitUntil(lambda: widget.state.predictor is not None, timeout=30000)
-    return widget
-
-
 def test_rescale_writes_loads_and_shows_the_new_model(make_napari_viewer, qtbot, setup,
                                                       reads_gain, tmp_path):
     reads_gain(1.3)
-    widget = _dock(make_napari_viewer, qtbot, setup.model)
+    widget = loaded_dock(make_napari_viewer, qtbot, setup.model)
     tab = widget.rescaling
     assert tab.output.text() == str(setup.root / "tiny_rescaled.zfm")  # suggested
     out = tmp_path / "rescaled.zfm"
@@ -81,14 +71,16 @@ def test_rescale_writes_loads_and_shows_the_new_model(make_napari_viewer, qtbot,
     assert "divided by 1.30" in widget.model_info.toPlainText()
     assert tab.status.text().startswith("Reads 1.30x the true distance on 3 of 3 stacks")
     assert tab.output.text() == str(tmp_path / "rescaled_rescaled.zfm")  # for the next one
-    qtbot.waitUntil(_idle, timeout=30000)
-    assert tab.rescale_button.isEnabled() and not tab.cancel_button.isEnabled()
+    # The worker's "finished" reaches the GUI thread after the pool is idle: wait for it.
+    qtbot.waitUntil(lambda: tab.rescale_button.isEnabled() and not tab.cancel_button.isEnabled(),
+                    timeout=30000)
+    qtbot.waitUntil(idle, timeout=30000)
 
 
 def test_bad_input_is_notified_and_nothing_is_written(make_napari_viewer, qtbot, setup,
                                                       reads_gain, errors, tmp_path):
     reads_gain(1.3)
-    widget = _dock(make_napari_viewer, qtbot, setup.model)
+    widget = loaded_dock(make_napari_viewer, qtbot, setup.model)
     tab = widget.rescaling
     out = tmp_path / "r.zfm"
     tab.output.setText(str(out))
@@ -120,7 +112,7 @@ def test_bad_input_is_notified_and_nothing_is_written(make_napari_viewer, qtbot,
     tab.rescale()
     qtbot.waitUntil(lambda: widget.state.model.path == out, timeout=30000)
     assert widget.state.predictor.gain == pytest.approx(1.3, abs=1e-3)
-    qtbot.waitUntil(_idle, timeout=30000)
+    qtbot.waitUntil(idle, timeout=30000)
 
 
 def test_closing_the_viewer_while_rescaling_leaves_no_thread(make_napari_viewer, qtbot, setup,
@@ -133,4 +125,4 @@ def test_closing_the_viewer_while_rescaling_leaves_no_thread(make_napari_viewer,
     widget.rescaling.output.setText(str(tmp_path / "r.zfm"))
     widget.rescaling.rescale()
     viewer.close()
-    qtbot.waitUntil(_idle, timeout=30000)
+    qtbot.waitUntil(idle, timeout=30000)

@@ -10,30 +10,26 @@ uses it. A view over :class:`~napari_zfocus.inspection.inspection_state.Inspecti
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QListWidget,
     QPushButton,
     QVBoxLayout,
 )
 
 from napari_zfocus._qt._forms import float_spin
-from napari_zfocus._qt._job_tab import JobTab, suggested_output
+from napari_zfocus._qt._job_tab import ModelCopyTab
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.inspection.inspection_state import Controls
 from napari_zfocus.inspection.job_summaries import rescale_summary
 from napari_zfocus.inspection.jobs import rescale_job
-from napari_zfocus.outputs import check_model_copy
 
 if TYPE_CHECKING:
-    from napari_zfocus._qt.inspection_widget import InspectionWidget
-    from napari_zfocus.inspection.jobs import LoadedModel
+    pass
 
 _EXPLANATION = (
     "Changed the condenser aperture or the wavelength? The model then reads distances "
@@ -42,7 +38,7 @@ _EXPLANATION = (
 _STACK_FILES = "z-stacks (*.tif *.tiff *.ome.tif);;All files (*)"
 
 
-class RescaleTab(JobTab):
+class RescaleTab(ModelCopyTab):
     """Rescale the loaded model's distances from unannotated stacks of a new setting.
 
     Parameters
@@ -51,16 +47,11 @@ class RescaleTab(JobTab):
         The inspection dock: its state and workers.
     """
 
-    def __init__(self, dock: InspectionWidget) -> None:
-        super().__init__(dock)
-        self._build_ui()
-        self.state.model_changed.connect(self._suggest_output)
+    what = "rescaled"
+    unit = "stacks"
+    explanation = _EXPLANATION
 
-    def _build_ui(self) -> None:
-        layout = QVBoxLayout(self)
-        explanation = QLabel(_EXPLANATION)
-        explanation.setWordWrap(True)
-        layout.addWidget(explanation)
+    def _build_form(self, layout: QVBoxLayout) -> None:
         self.stacks = QListWidget()
         self.stacks.setMinimumHeight(90)
         self.stacks.setMaximumHeight(150)
@@ -86,18 +77,8 @@ class RescaleTab(JobTab):
         form.addRow("pixel size", self.pixel_size)
         form.addRow("rescaled model", self._model_copy_row("Save the rescaled model as"))
         layout.addLayout(form)
-        row = QHBoxLayout()
-        self.rescale_button = QPushButton("Rescale")
-        self.rescale_button.clicked.connect(self.rescale)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self._cancel)
-        row.addWidget(self.rescale_button)
-        row.addWidget(self.cancel_button)
-        layout.addLayout(row)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        self._add_run_row(layout, "Rescale", self.rescale)
+        self.rescale_button = self.run_button
 
     def show_controls(self, controls: Controls) -> None:
         """Enable what may run now."""
@@ -121,15 +102,10 @@ class RescaleTab(JobTab):
                                                 _STACK_FILES)
         self.add_stacks(paths)
 
-    def _suggest_output(self, loaded: LoadedModel) -> None:
-        self.output.setText(str(suggested_output(Path(loaded.path), "rescaled")))
-
     def rescale(self) -> None:
         """Measure the model's gain on the listed stacks in a worker; write and use the copy."""
         try:
-            out = check_model_copy(self.output.text(), overwrite=False,
-                                   name="rescaled model", how="choose a new file name")
-            started = self.state.start_rescale(self.stack_paths(), out)
+            started = self.state.start_rescale(self.stack_paths(), self._checked_output())
         except ZFocusError as exc:
             self.dock.show_failure(exc)
             return
@@ -138,32 +114,18 @@ class RescaleTab(JobTab):
         model_path, stacks, out, cancel = started
         # 0 shows "from file"
         z_step, pixel_size = self.z_step.value() or None, self.pixel_size.value() or None
-        self._open_progress(len(stacks), "Rescaling model")
-        self.status.setText(f"Reading {len(stacks)} stacks...")
-        self.dock.start_worker(
-            rescale_job, self.state.predictor, model_path, stacks, z_step, pixel_size, out,
-            cancel,
-            cancel=cancel.set, yielded=self._on_progress, returned=self._done,
-            errored=self._failed, finished=self._finished,
-        )
+        self._start(rescale_job, self.state.predictor, model_path, stacks, z_step, pixel_size,
+                    out, cancel=cancel, total=len(stacks), desc="Rescaling model",
+                    status=f"Reading {len(stacks)} stacks...")
 
-    def _on_progress(self, done_total: tuple[int, int]) -> None:
-        done, total = done_total
-        self._step_progress(done, total)
-        self.status.setText(f"Read {done} of {total} stacks...")
+    def _summary(self, result: Any) -> str:
+        return rescale_summary(result)
 
-    def _done(self, rescaled: Any) -> None:
-        self.status.setText(rescale_summary(rescaled))
-        self.state.set_rescaled(rescaled)
+    def _use(self, result: Any) -> None:
+        self.state.set_rescaled(result)
 
-    def _failed(self, exc: BaseException) -> None:
-        self.status.setText("Failed: nothing written.")
-        self.dock.failed(exc)
+    def _cancel_job(self) -> bool:
+        return self.state.cancel_rescale()
 
-    def _cancel(self) -> None:
-        if self.state.cancel_rescale():
-            self.status.setText("Cancelling...")
-
-    def _finished(self) -> None:
-        self._close_progress()
+    def _job_finished(self) -> None:
         self.state.rescale_finished()

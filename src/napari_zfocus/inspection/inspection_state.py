@@ -274,14 +274,10 @@ class InspectionState:
         """
         if self.eval_job.running:
             return None
-        folder = folder.strip()
         if self.model is None:
             raise ZFocusError("Load a model first.")
-        if not folder:
-            raise ZFocusError("Choose a dataset folder (with annotations.csv) first.")
-        if not Path(folder).is_dir():
-            raise ZFocusError(f"{folder}: no such folder")
-        return folder, self.eval_job.start()
+        path = _existing_folder(folder, "Choose a dataset folder (with annotations.csv) first.")
+        return str(path), self.eval_job.start()
 
     def cancel_evaluation(self) -> bool:
         """Ask the running evaluation to stop; False if none runs."""
@@ -352,13 +348,9 @@ class InspectionState:
             return None
         if self.model is None:
             raise ZFocusError("Load a model first.")
-        folder = folder.strip()
-        if not folder:
-            raise ZFocusError("Choose a folder of annotated held-out stacks (with "
-                              "annotations.csv) first.")
-        if not Path(folder).is_dir():
-            raise ZFocusError(f"{folder}: no such folder")
-        return self.model.path, Path(folder), Path(out), self.calibrate_job.start()
+        path = _existing_folder(folder, "Choose a folder of annotated held-out stacks (with "
+                                        "annotations.csv) first.")
+        return self.model.path, path, Path(out), self.calibrate_job.start()
 
     def cancel_calibration(self) -> bool:
         """Ask the running calibration to stop; False if none runs."""
@@ -382,3 +374,14 @@ class InspectionState:
         """Cancel the running jobs (the dock is closing); they stop at their next step."""
         for job in (self.map_job, self.eval_job, self.rescale_job, self.calibrate_job):
             job.cancel()
+
+
+def _existing_folder(folder: str, missing: str) -> Path:
+    """The folder the user typed (spaces around it dropped); ``ZFocusError`` with
+    ``missing`` when none was given, naming it when it does not exist."""
+    folder = folder.strip()
+    if not folder:
+        raise ZFocusError(missing)
+    if not Path(folder).is_dir():
+        raise ZFocusError(f"{folder}: no such folder")
+    return Path(folder)
