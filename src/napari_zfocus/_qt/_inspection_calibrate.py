@@ -11,7 +11,7 @@ the calibrated copy (weights unchanged) and the dock uses it. A view over
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -27,9 +27,6 @@ from napari_zfocus.errors import ZFocusError
 from napari_zfocus.inspection.inspection_state import Controls
 from napari_zfocus.inspection.job_summaries import calibration_summary
 from napari_zfocus.inspection.jobs import calibrate_job
-
-if TYPE_CHECKING:
-    pass
 
 _EXPLANATION = (
     "Make the model's confidence mean what it says (the chance of being within +/-1 um) "

@@ -10,7 +10,7 @@ uses it. A view over :class:`~napari_zfocus.inspection.inspection_state.Inspecti
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -27,9 +27,6 @@ from napari_zfocus.errors import ZFocusError
 from napari_zfocus.inspection.inspection_state import Controls
 from napari_zfocus.inspection.job_summaries import rescale_summary
 from napari_zfocus.inspection.jobs import rescale_job
-
-if TYPE_CHECKING:
-    pass
 
 _EXPLANATION = (
     "Changed the condenser aperture or the wavelength? The model then reads distances "

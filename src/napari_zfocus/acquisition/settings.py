@@ -70,10 +70,10 @@ class AutofocusSettings:
         After a frame held because it looks unlike the model's world at the z it reads
         (out of distribution) or the model is unsure, the next frame is taken this far
         away (up, or down at the upper limit; at most ``max_step_um``), where the image
-        differs; when that frame
-        is held too, the stage walks back. 0: retry at the same z. Images of the model's
-        own world are flagged now and then (a few percent): at the same z the same field
-        looks the same and stays flagged, so the position went uncorrected.
+        differs; when that frame is held too, the stage walks back. 0: retry at the same
+        z. Images of the model's own world are flagged now and then (a few percent): at the
+        same z the same field looks the same and stays flagged, so the position went
+        uncorrected.
     lock_frames
         Frames whose median estimate a position's first visit locks.
     position_offsets_um

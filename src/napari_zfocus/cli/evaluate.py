@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_zfocus.inspection.evaluation import iter_evaluate
     from napari_zfocus.inspection.metrics_table import text_table
     from napari_zfocus.model.inference import Predictor
+    from napari_zfocus.training.calibrate_file import check_z_coverage
 
     if args.baseline_fit is not None and not args.baselines:
         raise ZFocusError("--baseline-fit fits the focus-score baselines: add --baselines")
@@ -119,8 +120,6 @@ def run(args: argparse.Namespace) -> int:
     fit = (load_dataset(args.baseline_fit, "--baseline-fit")
            if args.baseline_fit is not None else None)
     predictor = Predictor.from_file(args.model, device=args.device)
-    from napari_zfocus.training.calibrate_file import check_z_coverage
-
     check_z_coverage(dataset, predictor.config)
     gen = iter_evaluate(
         predictor, dataset, baselines=args.baselines, crops=args.crops, fit_dataset=fit

@@ -33,6 +33,7 @@ from napari_zfocus.model.feature_layout import (
     linear_ring_edges,
     log_ring_edges,
 )
+from napari_zfocus.model.preprocess import block_mean
 
 __all__ = ["DefocusFeatures"]
 
@@ -212,11 +213,10 @@ def _sorted_rows(x: torch.Tensor) -> torch.Tensor:
 def _mean_pool2(x: torch.Tensor) -> torch.Tensor:
     """Means of 2 x 2 blocks of ``(N, C, H, W)``; an odd last row or column is averaged
     with itself, which is ``avg_pool2d(x, 2, ceil_mode=True)`` at a third of its cost
-    (strided sums instead of the pooling kernel, ~0.1 against ~0.3 ms at 250 px)."""
+    (the preprocessing's strided block sums, ~0.1 against ~0.3 ms at 250 px)."""
     if x.shape[-2] % 2 or x.shape[-1] % 2:
         x = F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode="replicate")
-    return (x[..., ::2, ::2] + x[..., 1::2, ::2] + x[..., ::2, 1::2]
-            + x[..., 1::2, 1::2]) * 0.25
+    return block_mean(x, 2)
 
 
 def _zscore(x: torch.Tensor) -> torch.Tensor:

@@ -65,8 +65,7 @@ def iter_calibrate_model_file(
 ) -> Generator[tuple[int, int], None, Calibration | None]:
     """Calibrate the model ``loaded`` from its file on ``dataset`` (a read
     :class:`~napari_zfocus.data.Dataset`) and write the calibrated copy to ``out`` (checked
-    by the caller: see
-    :func:`napari_zfocus.outputs.check_model_copy`).
+    by the caller: see :func:`napari_zfocus.outputs.check_model_copy`).
 
     Yields ``(images read, images)``; returns the calibration, or None when ``cancel()``
     turned true while the images were read (nothing is written then).

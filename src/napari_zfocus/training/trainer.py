@@ -57,6 +57,7 @@ __all__ = ["FEW_CALIBRATION_STACKS", "Trainer"]
 #: more held-out stacks (README, "Calibrated confidence": 8 stacks fell short, 60 held).
 FEW_CALIBRATION_STACKS = 30
 
+
 @dataclass
 class Trainer:
     """One training run (one process of it, under torchrun)."""
