@@ -228,3 +228,30 @@ def test_distance_gain_is_the_slope_near_focus_and_says_when_it_is_a_change() ->
     few = np.array([0.0, 1.0, 2.0])
     assert distance_gain({"stack": np.array(["a"] * 3), "z_true_um": few,
                           "z_pred_um": few}) is None
+
+
+def test_the_docks_evaluation_refuses_a_stack_the_eval_command_refuses(tmp_path: Path) -> None:
+    """A stack whose z-step leaves one slice inside the model's range only tests z = 0:
+    the dock's job refuses it with the command's rule and message, before reading images."""
+    import threading
+
+    from _tiny import write_noise_dataset
+    from napari_zfocus.data import Annotation, write_annotations
+    from napari_zfocus.errors import DatasetError
+    from napari_zfocus.inspection.jobs import evaluate_job
+
+    folder = write_noise_dataset(tmp_path / "ds", 2, (7, 60, 60), focus_index=3)
+    predictor = FakePredictor(0.0)
+    # 1 um steps: 7 slices inside -5..5 um; the job runs to the end.
+    gen = evaluate_job(predictor, str(folder), False, threading.Event())
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            next(gen)
+    assert stop.value.value.metrics["n_images"] == 14
+    # 100 um steps on the second stack: one slice in range.
+    write_annotations(folder, [Annotation("s0.tif", 3, 1.0, 0.24),
+                               Annotation("s1.tif", 3, 100.0, 0.24)])
+    predictor.calls = 0
+    with pytest.raises(DatasetError, match=r"s1\.tif: only 1 of its 7 slices") as err:
+        next(evaluate_job(predictor, str(folder), False, threading.Event()))
+    assert "annotations.csv" in str(err.value) and predictor.calls == 0

@@ -20,11 +20,10 @@ from typing import Any
 
 from napari_zfocus._json import to_json_line
 from napari_zfocus.cli import _args
+from napari_zfocus.training.train_config import CALIBRATION_MAX_IMAGES
 
 HELP = "calibrate a model's confidence and out-of-distribution check on annotated stacks"
-#: Default (training.calibrate_file.DEFAULT_MAX_IMAGES, not imported: torch) and largest
-#: number of images used.
-DEFAULT_MAX_IMAGES = 5000
+#: Largest number of images used.
 MAX_IMAGES = 100_000
 
 
@@ -36,8 +35,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("dataset", type=Path, help="dataset folder with annotations.csv")
     _args.add_model_copy_arguments(p, "calibrated")
     p.add_argument("--max-images", type=_args.integer(1, MAX_IMAGES),
-                   default=DEFAULT_MAX_IMAGES,
-                   help=f"most images used, evenly thinned (default {DEFAULT_MAX_IMAGES})")
+                   default=CALIBRATION_MAX_IMAGES,
+                   help=f"most images used, evenly thinned (default {CALIBRATION_MAX_IMAGES})")
     p.set_defaults(func=run)
     return p
 

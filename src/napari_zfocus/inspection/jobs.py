@@ -122,14 +122,17 @@ def evaluate_job(
     Raises
     ------
     DatasetError
-        The folder has no annotated stack, or no slice within the model's z range.
+        The folder has no annotated stack, a stack with too few slices within the model's
+        z range (the rule of ``zfocus eval``), or no slice within it at all.
     """
     from napari_zfocus.data.annotations import read_dataset
     from napari_zfocus.inspection.evaluation import iter_evaluate
+    from napari_zfocus.training.calibrate_file import check_z_coverage
 
     dataset = read_dataset(folder)
     if len(dataset) == 0:
         raise DatasetError(f"{dataset.csv_path}: no annotated stacks to evaluate")
+    check_z_coverage(dataset, predictor.config)
     result = yield from iter_evaluate(predictor, dataset, baselines=baselines, cancel=cancel)
     if result.metrics.get("n_images", 0) == 0 and not result.cancelled:
         raise DatasetError(

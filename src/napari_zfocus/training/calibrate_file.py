@@ -22,12 +22,10 @@ from napari_zfocus.model.io import LoadedModel, save_calibrated_copy
 from napari_zfocus.model.ood import spectral_features
 from napari_zfocus.training.calibration_fit import calibrate_network
 from napari_zfocus.training.dataset_cache import iter_images_by_stack
+from napari_zfocus.training.train_config import CALIBRATION_MAX_IMAGES
 
-__all__ = ["DEFAULT_MAX_IMAGES", "MIN_SLICES_IN_RANGE", "check_z_coverage",
-           "iter_calibrate_model_file"]
+__all__ = ["MIN_SLICES_IN_RANGE", "check_z_coverage", "iter_calibrate_model_file"]
 
-#: Default number of images a calibration reads.
-DEFAULT_MAX_IMAGES = 5000
 #: Fewest slices of a stack within the model's z range for it to be evaluated or used.
 MIN_SLICES_IN_RANGE = 2
 
@@ -60,7 +58,7 @@ def check_z_coverage(dataset: Any, config: Any) -> None:
 
 def iter_calibrate_model_file(
     loaded: LoadedModel, dataset: Any, out: str | Path, *,
-    max_images: int = DEFAULT_MAX_IMAGES, device: torch.device | None = None,
+    max_images: int = CALIBRATION_MAX_IMAGES, device: torch.device | None = None,
     source: str | None = None, cancel: Callable[[], bool] | None = None,
 ) -> Generator[tuple[int, int], None, Calibration | None]:
     """Calibrate the model ``loaded`` from its file on ``dataset`` (a read

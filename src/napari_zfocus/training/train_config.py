@@ -19,6 +19,7 @@ from napari_zfocus.errors import ZFocusError
 from napari_zfocus.validation import check_choice, check_number
 
 __all__ = [
+    "CALIBRATION_MAX_IMAGES",
     "EVENT_KINDS",
     "INITS",
     "TRAIN_MAX_BATCH",
@@ -39,6 +40,11 @@ INITS = ("default", "paper")
 
 # ---- Bounds of the training settings, in one place (checked by TrainConfig.validate).
 #: Images per step and process: the widget's limit; more would not fit in memory anyway.
+#: Images a calibration reads at most by default (``zfocus calibrate --max-images``, the
+#: inspection dock's Calibrate tab), evenly thinned over the stacks: here, not in
+#: :mod:`.calibrate_file`, so the command line reads it without importing torch.
+CALIBRATION_MAX_IMAGES = 5000
+
 TRAIN_MAX_BATCH = 4096
 #: Peak Adam learning rate: the useful range is 1e-4..1e-2; above 1 is a typo.
 TRAIN_MAX_LR = 1.0
