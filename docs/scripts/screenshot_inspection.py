@@ -111,13 +111,13 @@ def main() -> None:
 
     widget.image.tile_um.setValue(15.0)  # 15 um tiles, each read with the model's 30 um window
     widget.image.compute_focus_map()
-    wait(lambda: layer.name + Z_SUFFIX in viewer.layers and state.map_cancel is None)
+    wait(lambda: layer.name + Z_SUFFIX in viewer.layers and not state.map_job.running)
     widget.image.predict_current()
     wait(lambda: state.last_prediction is not None)
 
     widget.evaluation.dataset_path.setText(str(folder))
     widget.evaluation.evaluate()
-    wait(lambda: state.eval_cancel is None)
+    wait(lambda: not state.eval_job.running)
     if state.result is None:
         sys.exit("the evaluation failed (see the notification above)")
     viewer.layers.selection.active = layer
