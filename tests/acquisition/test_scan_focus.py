@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from napari_zfocus.acquisition.scan_focus import (
@@ -247,6 +247,9 @@ def test_every_z_is_finite_and_inside_the_limits(
     step=st.floats(0.5, 2.0),
     tolerance=st.floats(0.05, 0.5),
 )
+# Found by hypothesis: the grid fits the span at 1.48 um, not the 1.61 um asked for; the dip's
+# window counted in the nominal step reached a flank, not the peak behind it.
+@example(center=0.0, where=0.0, range_um=8.125, step=1.609375, tolerance=0.5)
 def test_golden_section_ends_within_half_a_tolerance_of_the_dip(
     center, where, range_um, step, tolerance
 ):

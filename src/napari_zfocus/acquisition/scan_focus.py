@@ -276,7 +276,10 @@ def scan_focus(
     if len(coarse) < MIN_SUGGEST_SLICES:
         return sampler.result(math.nan, False, f"only {len(coarse)} of {len(planned)} coarse "
                               f"frames succeeded (last: {sampler.last_error})")
-    bracket = _bracket(coarse, settings.score, settings.coarse_step_um, sampler.pixels)
+    # The grid's own spacing (the span divided evenly: at most the setting, often less),
+    # or the dip's search window is counted in too few samples to reach both peaks.
+    spacing = float(planned[1] - planned[0]) if len(planned) > 1 else settings.coarse_step_um
+    bracket = _bracket(coarse, settings.score, spacing, sampler.pixels)
     if isinstance(bracket, str):
         return sampler.result(math.nan, False, bracket)
     sign = 1.0 if settings.score == "contrast_dip" else -1.0  # minimise sign * score
