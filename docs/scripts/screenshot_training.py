@@ -1,7 +1,7 @@
 """Screenshot of the training dock after a short run (docs/images/training.png).
 
 Simulates a small annotated dataset, trains with the widget's default (recommended) setting
-(the compact CNN on a 60 um field at 0.6 um/px with batch-norm, 41 one-um bins) for a short
+(the feature network on a 60 um field at 0.48 um/px, 41 one-um bins) for a short
 step budget from the widget's own form, and captures the window with the live loss /
 validation curves and the final metrics.
 

@@ -205,25 +205,27 @@ def test_defaults_match_the_cli_and_paper_box_switches_to_the_paper(make_napari_
 
 
 def test_the_network_choice_sets_its_own_input(make_napari_viewer):
-    """The dock offers both networks; each starts at its CPU-budget pixel size."""
+    """The dock offers the three networks; each starts at its CPU-budget pixel size."""
     from napari_zfocus._qt.training_widget import TrainingWidget
     from napari_zfocus.model.config import ModelConfig
 
     widget = TrainingWidget(make_napari_viewer())
-    assert widget.architecture() == ModelConfig.recommended().architecture == "compact_cnn"
-    widget.network_combo.setCurrentIndex(1)
+    assert widget.architecture() == ModelConfig.recommended().architecture == "feature_mlp"
+    assert widget.model_config() == ModelConfig.for_architecture("feature_mlp")
+    assert widget.pixel_spin.value() == 0.48
+    widget.network_combo.setCurrentIndex(2)
     assert widget.model_config() == ModelConfig.paper_cpu()
     widget.paper_box.setChecked(True)  # the paper recipe is the paper's network
     assert widget.architecture() == "paper_cnn" and widget.model_config() == ModelConfig()
     widget.paper_box.setChecked(False)
-    widget.network_combo.setCurrentIndex(0)
+    widget.network_combo.setCurrentIndex(1)
     widget.pixel_spin.setValue(0.8)  # a typed value wins over the preset
     assert widget.model_config() == ModelConfig.compact(pixel_size_um=0.8)
     assert widget.batchnorm_box.isEnabled()
-    widget.network_combo.setCurrentIndex(2)
+    widget.network_combo.setCurrentIndex(0)
     assert widget.model_config() == ModelConfig.for_architecture("feature_mlp")
     assert not widget.batchnorm_box.isEnabled()  # it always standardises its features
-    widget.network_combo.setCurrentIndex(0)
+    widget.network_combo.setCurrentIndex(1)
     assert widget.batchnorm_box.isEnabled()
 
 

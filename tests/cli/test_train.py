@@ -12,7 +12,7 @@ from napari_zfocus.cli import main
 from napari_zfocus.data import Annotation, write_annotations, write_stack
 from napari_zfocus.model.io import load_model
 
-# A 32 um field at 1 um/px: the default network (the compact CNN) at 32 x 32 px.
+# A 32 um field at 1 um/px: the default network (the feature network) at 32 x 32 px.
 SMALL = ["--pixel-size-um", "1", "--field-um", "32", "--z-range", "-5", "5",
          "--batch", "4", "--threads", "2", "--no-progress"]
 
@@ -47,12 +47,12 @@ def test_train_writes_model_and_prints_json_summary(dataset, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("flags", "architecture", "pixel_um"),
-                         [([], "compact_cnn", 0.6), (["--architecture", "paper_cnn"],
-                                                     "paper_cnn", 1.2),
+                         [(["--architecture", "compact_cnn"], "compact_cnn", 0.6),
+                          (["--architecture", "paper_cnn"], "paper_cnn", 1.2),
                           (["--architecture", "feature_mlp", "--pixel-size-um", "0.6"],
                            "feature_mlp", 0.6)])
-def test_the_default_network_is_the_compact_cnn_at_its_own_input(
-        dataset, tmp_path, capsys, flags, architecture, pixel_um):
+def test_each_network_gets_its_own_input(dataset, tmp_path, capsys, flags, architecture,
+                                         pixel_um):
     """Without model flags each network gets its CPU-budget setting (the stacks are
     40 px at 1 um/px, so only the field is narrowed to fit)."""
     out = tmp_path / "m.zfm"
@@ -61,6 +61,19 @@ def test_the_default_network_is_the_compact_cnn_at_its_own_input(
     assert code == 0, capsys.readouterr().err
     config = load_model(out).config
     assert (config.architecture, config.pixel_size_um) == (architecture, pixel_um)
+
+
+def test_the_default_network_is_the_feature_network_at_its_own_input(tmp_path, capsys):
+    """No flag at all: the feature network at 0.48 um/px (stacks at 0.4 um/px, 60 px)."""
+    from _tiny import write_noise_dataset
+
+    folder = write_noise_dataset(tmp_path / "ds", 3, (11, 60, 60), 5, pixel_size_um=0.4)
+    out = tmp_path / "m.zfm"
+    code = main(["train", str(folder), "--out", str(out), "--steps", "1", "--field-um", "20",
+                 "--batch", "2", "--threads", "2", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    config = load_model(out).config
+    assert (config.architecture, config.pixel_size_um) == ("feature_mlp", 0.48)
 
 
 def test_human_summary_and_resume_keeps_checkpoint_model(dataset, tmp_path, capsys):

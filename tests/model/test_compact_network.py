@@ -69,7 +69,8 @@ def test_each_architecture_has_its_cpu_budget_setting() -> None:
     assert ModelConfig.for_architecture("compact_cnn") == ModelConfig.compact()
     assert ModelConfig.for_architecture("paper_cnn", dropout=0.1) == ModelConfig(
         pixel_size_um=1.2, batchnorm=True, dropout=0.1)
-    assert ModelConfig.recommended() == ModelConfig.compact()  # the default since #12
+    # The default since issue #12's last change: the feature network at 0.48 um/px.
+    assert ModelConfig.recommended() == ModelConfig.for_architecture("feature_mlp")
     with pytest.raises(ZFocusError, match="architecture"):
         ModelConfig.for_architecture("resnet")
     assert tuple(ARCHITECTURE_SETTINGS) == ARCHITECTURES  # one setting per network

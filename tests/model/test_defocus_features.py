@@ -112,7 +112,7 @@ def test_size_estimate_matches_the_network(overrides) -> None:
 
 def test_the_preset_and_an_absurd_size_refused() -> None:
     config = ModelConfig.for_architecture("feature_mlp")
-    assert (config.architecture, config.pixel_size_um) == ("feature_mlp", 0.24)
+    assert (config.architecture, config.pixel_size_um) == ("feature_mlp", 0.48)
     assert config.fc_features == FEATURE_SETTINGS["fc_features"]
     with pytest.raises(ZFocusError, match="parameters"):
         ModelConfig.for_architecture("feature_mlp", fc_features=16384)

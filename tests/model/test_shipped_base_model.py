@@ -17,12 +17,12 @@ def test_the_base_model_is_shipped_small_and_described() -> None:
     assert loaded.info["format_version"] == FORMAT_VERSION
     about = loaded.metadata["base_model"]
     assert "broad preset" in about["trained_on"] and about["weights"] == "float16"
-    # The default network at its input setting, so that fine-tuning starts where training
-    # from scratch does.
-    recommended = ModelConfig.recommended()
-    assert loaded.config.architecture == recommended.architecture
-    assert loaded.config.pixel_size_um == recommended.pixel_size_um
-    assert loaded.config.field_um == recommended.field_um
+    # The compact CNN at its input setting (the default network when the base was made), so
+    # that fine-tuning it starts where training the compact CNN from scratch does.
+    compact = ModelConfig.compact()
+    assert loaded.config.architecture == compact.architecture
+    assert loaded.config.pixel_size_um == compact.pixel_size_um
+    assert loaded.config.field_um == compact.field_um
 
 
 def test_the_base_model_reads_a_simulated_stack_in_the_right_direction() -> None:
@@ -44,7 +44,9 @@ def test_the_feature_networks_base_is_shipped_small_and_described() -> None:
     assert loaded.config.architecture == "feature_mlp"
     assert "broad preset" in loaded.metadata["base_model"]["trained_on"]
     assert loaded.metadata["base_model"]["weights"] == "float16"
-    assert loaded.config == ModelConfig.for_architecture("feature_mlp")
+    # The feature network at 0.24 um/px, its setting when the base was made (the default
+    # is 0.48 um/px now; fine-tuning keeps the start model's input).
+    assert loaded.config == ModelConfig.for_architecture("feature_mlp", pixel_size_um=0.24)
 
 
 def test_the_feature_base_reads_a_simulated_stack_in_the_right_direction() -> None:

@@ -44,9 +44,9 @@ START_CHOICES = (("scratch", None), ("base model", BASE_SPEC),
 _FILE_CHOICE = [spec for _, spec in START_CHOICES].index("file")
 
 #: The "network" choices: (label, architecture); the first is the recommended one.
-NETWORK_CHOICES = (("compact CNN (3x3 stages, global pooling)", "compact_cnn"),
-                   ("paper CNN (Wei & Roberts 2018)", "paper_cnn"),
-                   ("feature network (defocus statistics and spectrum)", "feature_mlp"))
+NETWORK_CHOICES = (("feature network (defocus statistics and spectrum)", "feature_mlp"),
+                   ("compact CNN (3x3 stages, global pooling)", "compact_cnn"),
+                   ("paper CNN (Wei & Roberts 2018)", "paper_cnn"))
 
 if TYPE_CHECKING:
     from napari_zfocus.training.loop import TrainConfig
@@ -118,10 +118,10 @@ class TrainingForm:
         form = QFormLayout(box)
         self.network_combo = choice_combo(
             (label for label, _ in NETWORK_CHOICES),
-            tooltip="compact CNN at 0.6 um/px: more accurate for the same CPU time (README, "
-                    "Benchmarks); paper CNN at 1.2 um/px: the paper's network on a CPU budget; "
-                    "feature network at 0.24 um/px: fixed defocus statistics and the power "
-                    "spectrum read by a small network")
+            tooltip="feature network at 0.48 um/px: fixed defocus statistics and the power "
+                    "spectrum read by a small network, the most accurate for the same CPU "
+                    "time (README, Benchmarks); compact CNN at 0.6 um/px: a small CNN; paper "
+                    "CNN at 1.2 um/px: the paper's network on a CPU budget")
         form.addRow("network", self.network_combo)
         self.field_spin = float_spin(1, 1000, start.field_um, step=1, decimals=1, suffix=" um")
         self.pixel_spin = float_spin(

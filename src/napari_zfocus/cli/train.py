@@ -112,22 +112,23 @@ def _add_budget_and_optimisation(p: argparse.ArgumentParser) -> None:
 
 def _add_model_and_validation(p: argparse.ArgumentParser) -> None:
     model = p.add_argument_group(
-        "model (default: the compact CNN at 0.6 um/px, 60 um field, 1 um bins over "
+        "model (default: the feature network at 0.48 um/px, 60 um field, 1 um bins over "
         "-20..20 um; on --resume: the checkpoint's; with --from: the start model's)"
     )
     model.add_argument("--architecture", choices=ARCHITECTURES, default=None,
-                       help="network: the compact CNN (compact_cnn, the default: 3x3 stages "
-                            "and global pooling, at 0.6 um/px), the paper's CNN (paper_cnn, "
-                            "at 1.2 um/px) or the feature network (feature_mlp: defocus "
+                       help="network: the feature network (feature_mlp, the default: defocus "
                             "statistics and the power spectrum read by a small network, at "
-                            "0.24 um/px)")
+                            "0.48 um/px), the compact CNN (compact_cnn: 3x3 stages and global "
+                            "pooling, at 0.6 um/px) or the paper's CNN (paper_cnn, at 1.2 "
+                            "um/px)")
     model.add_argument("--bin-um", type=_args.length_um(_args.BIN_UM),
                        help="z-bin size, um (paper: 1)")
     model.add_argument("--z-range", nargs=2, metavar=("MIN", "MAX"),
                        action=_args.interval(-_args.MAX_Z_RANGE_UM, _args.MAX_Z_RANGE_UM),
                        help="z range of the bins, um (paper: -20 20)")
     model.add_argument("--pixel-size-um", type=_args.PIXEL_SIZE,
-                       help="pixel size the network sees (compact 0.6, paper CNN 1.2; paper 0.24)")
+                       help="pixel size the network sees (feature network 0.48, compact 0.6, "
+                            "paper CNN 1.2; paper 0.24)")
     model.add_argument("--field-um", type=_args.length_um(_args.FIELD_UM),
                        help="side of the field it sees, um (60)")
     model.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,

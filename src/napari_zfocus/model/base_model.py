@@ -1,6 +1,6 @@
 """The packaged base models, and what a "start from" choice (a base's word or a file) names.
 
-The base model (``resources/base_model.zfm``, the word ``base``: the default compact CNN)
+The base model (``resources/base_model.zfm``, the word ``base``: the compact CNN)
 is trained on the simulator's broad mix of samples, optics and cameras; fine-tuning
 (``zfocus train --from base``, the training dock's "start from") and the annotation dock's
 suggestions start from it. The feature network has its own base on the same stacks
