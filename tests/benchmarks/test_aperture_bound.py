@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -37,3 +40,19 @@ def test_the_best_guess_covers_the_most_likely_slices(script) -> None:
     keys = np.array([0, 0, 0, 0, 1])
     guess = script.best_guesses(z, keys, np.arange(0.0, 10.0, 0.5))
     assert guess[:4].tolist() == [4.0] * 4 and guess[4] in (2.0, 2.5, 3.0, 3.5, 4.0)
+
+
+def test_the_bound_draws_the_waveorder_world_as_it_draws_itself(script) -> None:
+    """The bound keeps its own copy of the world's ranges (so it runs without waveorder);
+    they must stay the world's."""
+    benchmarks = Path(__file__).resolve().parents[2] / "benchmarks"
+    if str(benchmarks) not in sys.path:
+        sys.path.insert(0, str(benchmarks))
+    from worlds import waveorder_world as ww
+
+    about = ww.world_description(1, 0, 64)
+    assert tuple(script.CONDENSER_NA) == tuple(ww.CONDENSER_NA)
+    assert tuple(script.FOCUS_RANGE) == tuple(ww.FOCUS_RANGE)
+    assert (script.N_SLICES, script.WAVELENGTH_UM, script.N_MEDIA) == (
+        ww.N_SLICES, ww.WAVELENGTH_UM, ww.N_MEDIA)
+    assert list(script.INDEX_EXCESS) == about["ranges"]["index_excess"]
