@@ -124,3 +124,18 @@ def test_impossible_model_setting_exits_2_with_one_line(dataset, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert "dropout must be in [0, 1)" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "m.zfm").exists()
+
+
+def test_stacks_too_coarse_for_the_default_input_are_refused_with_the_way_out(
+        dataset, tmp_path, capsys):
+    """1 um/px (a 10x objective) is over 2x the default network's 0.48 um/px: refused
+    before training, naming the flag that trains a network for it, which then works."""
+    out = tmp_path / "m.zfm"
+    args = ["train", str(dataset), "--out", str(out), "--steps", "1", "--field-um", "36",
+            "--batch", "2", "--threads", "2", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "s0.tif" in err and "2.08x coarser" in err and "--pixel-size-um 1" in err
+    assert not out.exists()
+    assert main([*args, "--pixel-size-um", "1"]) == 0
+    assert load_model(out).config.pixel_size_um == 1.0

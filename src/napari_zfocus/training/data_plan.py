@@ -82,7 +82,11 @@ def check_dataset_fits(dataset: Any, annotations: Sequence[Any], config: ModelCo
         try:
             need = field_source_px(check_resampling(px, config.pixel_size_um), config)
         except ZFocusError as exc:
-            raise DatasetError(f"{root}: {a.stack}: {exc}") from None
+            # Coarse pixels (a 10x objective) are common and need only another network
+            # input, not other data: say how to get one.
+            hint = (f"; a network trained at this pixel size reads it (--pixel-size-um {px:g}, "
+                    "the training dock's 'pixel size')" if px > config.pixel_size_um else "")
+            raise DatasetError(f"{root}: {a.stack}: {exc}{hint}") from None
         _, h, w = stack.shape
         if h < need or w < need:
             raise DatasetError(
