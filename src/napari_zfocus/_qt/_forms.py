@@ -8,8 +8,10 @@ from typing import Any
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QHBoxLayout,
     QLineEdit,
+    QPushButton,
     QSpinBox,
     QToolButton,
     QWidget,
@@ -92,3 +94,20 @@ def with_browse(edit: QLineEdit, on_browse: Callable[[], None]) -> QWidget:
     button.clicked.connect(on_browse)
     row.addWidget(button)
     return box
+
+
+def folder_row(edit: QLineEdit, title: str) -> QHBoxLayout:
+    """``edit`` and a "Browse..." button that picks a folder into it (a folder dialog
+    titled ``title``, opened at the folder already typed)."""
+
+    def choose() -> None:
+        folder = QFileDialog.getExistingDirectory(edit, title, edit.text())
+        if folder:
+            edit.setText(folder)
+
+    browse = QPushButton("Browse...")
+    browse.clicked.connect(choose)
+    row = QHBoxLayout()
+    row.addWidget(edit)
+    row.addWidget(browse)
+    return row

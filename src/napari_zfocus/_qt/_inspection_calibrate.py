@@ -13,15 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtWidgets import (
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLineEdit,
-    QPushButton,
-    QVBoxLayout,
-)
+from qtpy.QtWidgets import QFormLayout, QLineEdit, QVBoxLayout
 
+from napari_zfocus._qt._forms import folder_row
 from napari_zfocus._qt._job_tab import ModelCopyTab
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.inspection.inspection_state import Controls
@@ -50,14 +44,9 @@ class CalibrateTab(ModelCopyTab):
 
     def _build_form(self, layout: QVBoxLayout) -> None:
         form = QFormLayout()
-        folder_row = QHBoxLayout()
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("dataset folder with annotations.csv")
-        browse = QPushButton("Browse...")
-        browse.clicked.connect(self._choose_folder)
-        folder_row.addWidget(self.folder)
-        folder_row.addWidget(browse)
-        form.addRow("held-out stacks", folder_row)
+        form.addRow("held-out stacks", folder_row(self.folder, "Annotated held-out stacks"))
         form.addRow("calibrated model", self._model_copy_row("Save the calibrated model as"))
         layout.addLayout(form)
         self._add_run_row(layout, "Calibrate", self.calibrate)
@@ -67,12 +56,6 @@ class CalibrateTab(ModelCopyTab):
         """Enable what may run now."""
         self.calibrate_button.setEnabled(controls.calibrate)
         self.cancel_button.setEnabled(controls.cancel_calibration)
-
-    def _choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Annotated held-out stacks",
-                                                  self.folder.text())
-        if folder:
-            self.folder.setText(folder)
 
     def calibrate(self) -> None:
         """Fit the calibration on the chosen stacks in a worker; write and use the copy."""

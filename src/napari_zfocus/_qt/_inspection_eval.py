@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from napari_zfocus._qt._forms import folder_row
 from napari_zfocus._qt._job_tab import JobTab
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.inspection.inspection_state import Controls
@@ -62,14 +63,9 @@ class EvaluationTab(JobTab):
 
     def _build_ui(self) -> None:
         layout = QVBoxLayout(self)
-        row = QHBoxLayout()
         self.dataset_path = QLineEdit()
         self.dataset_path.setPlaceholderText("dataset folder (annotations.csv + stacks)")
-        browse = QPushButton("Browse...")
-        browse.clicked.connect(self._choose_dataset)
-        row.addWidget(self.dataset_path)
-        row.addWidget(browse)
-        layout.addLayout(row)
+        layout.addLayout(folder_row(self.dataset_path, "Dataset folder"))
         row = QHBoxLayout()
         self.baselines_box = QCheckBox("focus-score baselines")
         self.baselines_box.setChecked(True)
@@ -102,11 +98,6 @@ class EvaluationTab(JobTab):
         self.eval_button.setEnabled(controls.evaluate)
         self.eval_cancel.setEnabled(controls.cancel_evaluation)
         self.export_button.setEnabled(controls.export)
-
-    def _choose_dataset(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Dataset folder")
-        if folder:
-            self.dataset_path.setText(folder)
 
     def evaluate(self) -> None:
         """Evaluate the model on the dataset folder (in a worker with progress and cancel)."""
