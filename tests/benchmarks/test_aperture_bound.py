@@ -26,6 +26,11 @@ def test_one_aperture_is_readable_and_a_spread_is_not(script) -> None:
     assert 0.6 < spread["within_1um"] < 0.8
     # Contrast helps as far as the cells' index is known, fully when it is one value.
     assert spread["within_1um"] < both["within_1um"] < known_index["within_1um"] == 1.0
+    # Reporting the posterior's mean (the expected-value readout) costs where it is wide,
+    # nothing where it is not.
+    assert fixed["within_1um_expected_value"] == 1.0
+    assert spread["within_1um_expected_value"] < spread["within_1um"] - 0.1
+    assert both["within_1um_expected_value"] < both["within_1um"] - 0.1
 
 
 def test_the_zeros_show_near_focus_and_at_narrow_apertures(script) -> None:
@@ -40,6 +45,12 @@ def test_the_best_guess_covers_the_most_likely_slices(script) -> None:
     keys = np.array([0, 0, 0, 0, 1])
     guess = script.best_guesses(z, keys, np.arange(0.0, 10.0, 0.5))
     assert guess[:4].tolist() == [4.0] * 4 and guess[4] in (2.0, 2.5, 3.0, 3.5, 4.0)
+
+
+def test_the_posterior_mean_is_taken_per_observation(script) -> None:
+    z = np.array([3.0, 4.0, 8.0, -2.0, 9.0])
+    keys = np.array([5, 5, 5, 0, 7])
+    assert script.posterior_means(z, keys).tolist() == [5.0, 5.0, 5.0, -2.0, 9.0]
 
 
 def test_the_bound_draws_the_waveorder_world_as_it_draws_itself(script) -> None:
