@@ -207,7 +207,10 @@ def test_a_demo_run_fills_the_trace_then_closing_restores_and_closes(make_napari
     scope, core = widget.scope, widget.core
     before = core.mda.engine
     widget.demo_button.click()
-    qtbot.waitUntil(lambda: widget.demo_worker is None, timeout=WAIT_MS)
+    # The worker's "finished" reaches the dock and the leftovers as two queued events, which
+    # the GUI thread may take in two turns: wait for both, or close() can come in between.
+    qtbot.waitUntil(lambda: widget.demo_worker is None and not widget.leftovers.demo_running,
+                    timeout=WAIT_MS)
     timepoints = int(_acquisition_core.DEMO_HOURS * 60 / _acquisition_core.DEMO_INTERVAL_MIN) + 1
     records = widget.view.records
     assert len(records) == 2 * timepoints  # one refocus per position and time point
