@@ -58,6 +58,7 @@ def ensure_set(folder: Path, n_stacks: int, seed: int) -> Path:
 def evaluate_model(model: Path, test_dir: Path) -> dict[str, float]:
     """Predict every slice of every test stack; error statistics of both readouts."""
     from napari_zfocus.data import read_dataset
+    from napari_zfocus.model.aperture import predictor_at_stack_aperture
     from napari_zfocus.model.inference import Predictor
     from napari_zfocus.training.loop import regression_metrics
 
@@ -69,7 +70,9 @@ def evaluate_model(model: Path, test_dir: Path) -> dict[str, float]:
         stack = dataset.open_stack(a).to_numpy()
         z = (np.arange(len(stack)) - a.focus_index) * a.z_step_um
         keep = (z >= lo) & (z <= hi)
-        preds = predictor.predict_batch(stack[keep], a.pixel_size_um)
+        # A model trained with --reference-condenser-na reads each stack at its aperture.
+        on_scope = predictor_at_stack_aperture(predictor, a, dataset.csv_path)
+        preds = on_scope.predict_batch(stack[keep], a.pixel_size_um)
         z_true += list(z[keep])
         z_ev += [p.z_um for p in preds]
         z_arg += [p.z_argmax_um for p in preds]

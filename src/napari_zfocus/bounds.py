@@ -23,6 +23,10 @@ Z_STEP_UM: tuple[float, float] = (0.01, 100.0)
 #: a 0.1x macro view in which a 5 um yeast cell is less than a pixel.
 PIXEL_SIZE_UM: tuple[float, float] = (0.01, 100.0)
 
+#: Condenser (Koehler) aperture of a stack or a model's reference: above 0 (a pinhole)
+#: and at most 1.6 (beyond the widest oil condenser).
+CONDENSER_NA: tuple[float, float] = (0.01, 1.6)
+
 #: Fewest slices of a z-stack: with one slice it is a 2-D image (the default of
 #: :func:`napari_zfocus.data.read_stack`; training and evaluation need a z axis).
 MIN_STACK_SLICES = 2

@@ -126,3 +126,36 @@ def test_closing_the_viewer_while_rescaling_leaves_no_thread(make_napari_viewer,
     widget.rescaling.rescale()
     viewer.close()
     qtbot.waitUntil(idle, timeout=30000)
+
+
+def test_a_referenced_model_is_set_to_a_condenser_aperture_without_stacks(
+        make_napari_viewer, qtbot, setup, errors, tmp_path):
+    from napari_zfocus.model.config import ModelConfig
+    from napari_zfocus.model.io import save_model
+
+    config = ModelConfig(field_um=12, pixel_size_um=0.24, conv_features=(4, 8), fc_features=32,
+                         reference_condenser_na=0.4)
+    model = save_model(tmp_path / "ref.zfm", build_network(config), config)
+    plain = loaded_dock(make_napari_viewer, qtbot, setup.model).rescaling
+    plain.condenser_na.setValue(0.5)
+    plain.output.setText(str(tmp_path / "never.zfm"))
+    plain.rescale()  # a model of true distances has no reference to scale from
+    assert "tiny.zfm: was trained without a reference" in errors[-1]
+    widget = loaded_dock(make_napari_viewer, qtbot, model)
+    assert "as at condenser aperture 0.4" in widget.model_info.toPlainText()
+    tab = widget.rescaling
+    out = tmp_path / "at05.zfm"
+    tab.output.setText(str(out))
+    tab.condenser_na.setValue(0.5)
+    tab.add_stacks([str(setup.stacks[0])])
+    tab.rescale()  # stacks and an aperture: which one?
+    assert "not both" in errors[-1] and not out.exists()
+    tab.stacks.clear()
+    tab.rescale()
+    qtbot.waitUntil(lambda: widget.state.model.path == out, timeout=30000)
+    assert widget.state.predictor.gain == pytest.approx(1.25)
+    assert load_model(out).distance_scale.fitted["condenser_na"] == 0.5
+    assert tab.status.text().startswith("Condenser aperture 0.5 against the model's "
+                                        "reference 0.4: readings divided by 1.25")
+    assert "divided by 1.25 (aperture 0.50)" in widget.model_info.toPlainText()
+    qtbot.waitUntil(idle, timeout=30000)

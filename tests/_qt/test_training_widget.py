@@ -290,3 +290,33 @@ def test_non_model_output_is_refused_with_a_notification(
     assert len(errors) == 1 and str(out) in errors[0]
     assert re.search(r"not a (napari-zfocus )?model file", errors[0])
     assert out.read_bytes() == before
+
+
+def test_several_apertures_set_the_reference_and_a_start_model_shows_its_own(
+        make_napari_viewer, tmp_path):
+    """The 'apertures' row is the CLI's --reference-condenser-na: off by default (true
+    distances); a start model's reference is shown and locked like its other settings."""
+    import torch
+
+    from napari_zfocus._qt._training_form import START_CHOICES
+    from napari_zfocus._qt.training_widget import TrainingWidget
+    from napari_zfocus.model.io import save_model
+    from napari_zfocus.model.network import build_network
+
+    widget = TrainingWidget(make_napari_viewer())
+    assert widget.model_config().reference_condenser_na is None
+    assert widget.aperture_box.isEnabled() and not widget.aperture_spin.isEnabled()
+    widget.aperture_box.setChecked(True)
+    assert widget.aperture_spin.isEnabled()
+    widget.aperture_spin.setValue(0.35)
+    assert widget.model_config() == ModelConfig.recommended(reference_condenser_na=0.35)
+    torch.manual_seed(0)
+    config = ModelConfig(**TINY, reference_condenser_na=0.5)
+    start = save_model(tmp_path / "start.zfm", build_network(config), config)
+    widget.aperture_box.setChecked(False)
+    widget.start_combo.setCurrentIndex([spec for _, spec in START_CHOICES].index("file"))
+    widget.start_edit.setText(str(start))
+    widget.start_edit.editingFinished.emit()
+    assert widget.aperture_box.isChecked() and widget.aperture_spin.value() == 0.5
+    assert not widget.aperture_box.isEnabled() and not widget.aperture_spin.isEnabled()
+    assert widget.model_config().reference_condenser_na == 0.5

@@ -180,7 +180,7 @@ def test_flag_without_its_value_is_one_line() -> None:
         (["train", "ds"], "--out"),
         (["predict", MODEL, IMAGE, "--no-such-flag"], "--no-such-flag"),
         (["suggest"], "STACK"),
-        (["rescale", MODEL], "STACK"),
+        (["rescale", MODEL, "--out", "never.zfm"], "STACK"),  # nor --condenser-na
         (["rescale", MODEL, IMAGE], "--out"),
     ],
     ids=["no command", "unknown command", "train bare", "train no --out", "unknown flag",

@@ -5,7 +5,9 @@ distances too short or too long, in the right direction and right at focus. The 
 picks a few z-stacks taken at the new setting (no focus marked) and a new file name; a
 worker measures the model's gain on them
 (:func:`napari_zfocus.inspection.jobs.rescale_job`), writes the rescaled copy and the dock
-uses it. A view over :class:`~napari_zfocus.inspection.inspection_state.InspectionState`.
+uses it. A model trained with a reference condenser aperture takes the microscope's
+aperture instead (:func:`~napari_zfocus.inspection.jobs.aperture_rescale_job`). A view over
+:class:`~napari_zfocus.inspection.inspection_state.InspectionState`.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from napari_zfocus._qt._job_tab import ModelCopyTab
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.inspection.inspection_state import Controls
 from napari_zfocus.inspection.job_summaries import rescale_summary
-from napari_zfocus.inspection.jobs import rescale_job
+from napari_zfocus.inspection.jobs import aperture_rescale_job, rescale_job
 
 _EXPLANATION = (
     "Changed the condenser aperture or the wavelength? The model then reads distances "
     "too short or too long. Add 1-3 z-stacks taken at the new setting, spanning focus "
-    "+/- 8 um or more: no annotation is needed, the slices' spacing is the ruler.")
+    "+/- 8 um or more: no annotation is needed, the slices' spacing is the ruler. A model "
+    "trained with a reference aperture needs only the condenser aperture.")
 _STACK_FILES = "z-stacks (*.tif *.tiff *.ome.tif);;All files (*)"
 
 
@@ -72,6 +75,13 @@ class RescaleTab(ModelCopyTab):
                                      tooltip="Pixel size of the stacks; 'from file' reads it "
                                              "from each stack's metadata")
         form.addRow("pixel size", self.pixel_size)
+        self.condenser_na = float_spin(
+            0.0, 1.6, 0.0, step=0.05, decimals=2, special="from stacks",
+            tooltip="For a model trained with a reference condenser aperture (the training "
+                    "dock's 'apertures', --reference-condenser-na): the microscope's "
+                    "condenser aperture sets its scale, no stack needed. 'from stacks' "
+                    "measures the scale on the stacks listed above")
+        form.addRow("condenser aperture", self.condenser_na)
         form.addRow("rescaled model", self._model_copy_row("Save the rescaled model as"))
         layout.addLayout(form)
         self._add_run_row(layout, "Rescale", self.rescale)
@@ -101,14 +111,21 @@ class RescaleTab(ModelCopyTab):
 
     def rescale(self) -> None:
         """Measure the model's gain on the listed stacks in a worker; write and use the copy."""
+        aperture = self.condenser_na.value() or None  # 0 shows "from stacks"
         try:
-            started = self.state.start_rescale(self.stack_paths(), self._checked_output())
+            started = self.state.start_rescale(self.stack_paths(), self._checked_output(),
+                                               condenser_na=aperture)
         except ZFocusError as exc:
             self.dock.show_failure(exc)
             return
         if started is None:
             return  # one runs already
         model_path, stacks, out, cancel = started
+        if aperture is not None:
+            self._start(aperture_rescale_job, self.state.predictor, model_path, aperture, out,
+                        cancel=cancel, total=1, desc="Rescaling model",
+                        status=f"Setting the model to condenser aperture {aperture:g}...")
+            return
         # 0 shows "from file"
         z_step, pixel_size = self.z_step.value() or None, self.pixel_size.value() or None
         self._start(rescale_job, self.state.predictor, model_path, stacks, z_step, pixel_size,

@@ -61,7 +61,7 @@ class TrainingForm:
                 self.network_combo, self.field_spin, self.pixel_spin, self.bin_spin,
                 self.zmin_spin, self.zmax_spin, self.batch_spin, self.steps_spin,
                 self.minutes_spin, self.lr_spin, self.seed_spin, self.paper_box,
-                self.batchnorm_box)
+                self.batchnorm_box, self.aperture_box, self.aperture_spin)
 
     def network_fields(self) -> dict[str, Any]:
         """The fields of the network, by the ``ModelConfig`` setting each one edits: the
@@ -69,7 +69,7 @@ class TrainingForm:
         return {"architecture": self.network_combo, "field_um": self.field_spin,
                 "pixel_size_um": self.pixel_spin, "bin_um": self.bin_spin,
                 "z_min_um": self.zmin_spin, "z_max_um": self.zmax_spin,
-                "batchnorm": self.batchnorm_box}
+                "batchnorm": self.batchnorm_box, "reference_condenser_na": self.aperture_box}
 
     def architecture(self) -> str:
         """The network chosen in the form (an entry of ``model.config.ARCHITECTURES``)."""
@@ -142,9 +142,26 @@ class TrainingForm:
         zrow.addWidget(self.zmax_spin)
         form.addRow("z range", zrow)
         form.addRow(self.batchnorm_box)
+        form.addRow("apertures", self._aperture_row())
         self._set_architecture(start.architecture)
         self.network_combo.currentIndexChanged.connect(self._on_network_changed)
         return box
+
+    def _aperture_row(self) -> QHBoxLayout:
+        """Stacks of several condenser apertures: learn distances as at a reference one."""
+        tip = ("For stacks taken at several condenser apertures (each stack's in the "
+               "condenser_na column of annotations.csv): the model learns distances as at "
+               "this aperture, so every stack teaches one scale; the inspection dock's "
+               "Rescale tab (or 'zfocus rescale --condenser-na') then sets a microscope's. "
+               "Off: true distances, for stacks of one setting.")
+        self.aperture_box = QCheckBox("several, read as at")
+        self.aperture_box.setToolTip(tip)
+        self.aperture_spin = float_spin(0.01, 1.6, 0.4, step=0.05, decimals=2, tooltip=tip)
+        self.aperture_box.toggled.connect(lambda _on: self.lock_network())
+        row = QHBoxLayout()
+        row.addWidget(self.aperture_box)
+        row.addWidget(self.aperture_spin)
+        return row
 
     def _on_network_changed(self, _index: int = 0) -> None:
         """A network from scratch starts at its own CPU-budget input setting."""
@@ -236,6 +253,8 @@ class TrainingForm:
         ignored = IGNORED_SETTINGS[self.architecture()]
         for setting, widget in self.network_fields().items():
             widget.setEnabled(idle and spec is None and setting not in ignored)
+        self.aperture_spin.setEnabled(self.aperture_box.isEnabled()
+                                      and self.aperture_box.isChecked())
 
     def _start_config(self, spec: str) -> ModelConfig:
         from napari_zfocus.model.base_model import resolve_start_model
@@ -259,6 +278,9 @@ class TrainingForm:
                             (self.zmax_spin, config.z_max_um)):
             spin.setValue(value)
         self.batchnorm_box.setChecked(config.batchnorm)
+        self.aperture_box.setChecked(config.reference_condenser_na is not None)
+        if config.reference_condenser_na is not None:
+            self.aperture_spin.setValue(config.reference_condenser_na)
 
     def _on_dataset_changed(self, text: str) -> None:
         if text and not self.model_edit.text():
@@ -289,6 +311,8 @@ class TrainingForm:
             z_min_um=self.zmin_spin.value(),
             z_max_um=self.zmax_spin.value(),
             batchnorm=self.batchnorm_box.isChecked(),
+            reference_condenser_na=(self.aperture_spin.value()
+                                    if self.aperture_box.isChecked() else None),
         )
 
     def train_config(self, resume: bool = False) -> TrainConfig:

@@ -15,6 +15,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from napari_zfocus.bounds import CONDENSER_NA as CONDENSER_NA_RANGE
 from napari_zfocus.bounds import MAX_SEED, PIXEL_SIZE_UM, Z_STEP_UM, check_length_um
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.model.device import device_name
@@ -144,6 +145,8 @@ FRACTION = number(0.0, 1.0)
 #: A pixel size and a z-step of real data.
 PIXEL_SIZE = length_um(PIXEL_SIZE_UM)
 Z_STEP = length_um(Z_STEP_UM)
+#: A condenser aperture (a stack's, a model's reference).
+CONDENSER_NA = number(*CONDENSER_NA_RANGE)
 
 
 def _device_as_given(value: str, name: str) -> str:

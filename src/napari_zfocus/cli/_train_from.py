@@ -24,6 +24,7 @@ _MODEL_FLAGS = {
     "--field-um": ("field_um",),
     "--batchnorm": ("batchnorm",),
     "--dropout": ("dropout",),
+    "--reference-condenser-na": ("reference_condenser_na",),
 }
 
 
@@ -67,7 +68,8 @@ def given_model_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     given: dict[str, dict[str, Any]] = {}
     if args.z_range is not None:
         given["--z-range"] = dict(zip(_MODEL_FLAGS["--z-range"], args.z_range, strict=True))
-    for flag in ("--bin-um", "--pixel-size-um", "--field-um", "--batchnorm", "--dropout"):
+    for flag in ("--bin-um", "--pixel-size-um", "--field-um", "--batchnorm", "--dropout",
+                 "--reference-condenser-na"):
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
             given[flag] = {_MODEL_FLAGS[flag][0]: value}
@@ -84,10 +86,10 @@ def check_model_flags(args: argparse.Namespace, start: Any) -> None:
     """
     have = start.config.to_dict()
     for flag, settings in given_model_flags(args).items():
-        if all(_same(value, have[name]) for name, value in settings.items()):
+        if all(_same(value, have.get(name)) for name, value in settings.items()):
             continue
         typed = " ".join(_show(v) for v in settings.values())
-        theirs = ", ".join(f"{name} {_show(have[name])}" for name in settings)
+        theirs = ", ".join(f"{name} {_show(have.get(name))}" for name in settings)
         if flag == "--batchnorm":
             flag, typed = ("--batchnorm" if settings["batchnorm"] else "--no-batchnorm"), ""
         raise ZFocusError(
@@ -98,12 +100,16 @@ def check_model_flags(args: argparse.Namespace, start: Any) -> None:
 
 
 def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:  # an optional setting (the reference condenser aperture)
+        return a is b
     if isinstance(a, bool) or isinstance(b, bool):
         return bool(a) == bool(b)
     return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b)))
 
 
 def _show(value: Any) -> str:
+    if value is None:
+        return "none"
     if isinstance(value, bool):
         return "on" if value else "off"
     return f"{float(value):g}"

@@ -8,11 +8,17 @@ that gain with no focus marked. This command fits it on a few stacks taken at th
 setting (:mod:`napari_zfocus.model.distance_scale`) and writes a copy of the model whose
 readings are divided by it; weights, calibration and metadata are copied unchanged.
 
+A model trained with ``--reference-condenser-na`` (:mod:`napari_zfocus.model.aperture`)
+needs no stacks: ``--condenser-na NA`` (the microscope's condenser aperture) sets its gain,
+NA over its reference aperture.
+
 With ``--json`` the last stdout line is one JSON object: ``model`` (the file written),
 ``gain`` (the one applied), ``measured_gain``, ``standard_error``, ``threshold`` and
 ``applied`` (a measured gain within ``threshold`` of 1 is no change of setting and is
 applied as 1), ``previous_gain``, ``stacks``, ``stacks_fitted`` and ``per_stack``
-(``stack``, ``gain``, ``slices``, ``reason`` where a stack gave no fit).
+(``stack``, ``gain``, ``slices``, ``reason`` where a stack gave no fit); with
+``--condenser-na`` also ``condenser_na`` and ``reference_condenser_na``, and the
+measurement's keys are null (``stacks`` 0, ``per_stack`` empty).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 
 from napari_zfocus._json import to_json_line
 from napari_zfocus.cli import _args
+from napari_zfocus.errors import ZFocusError
 
 HELP = ("measure a model's distance scale on unannotated z-stacks of a new microscope "
         "setting (condenser, wavelength) and write a rescaled copy")
@@ -33,8 +40,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("rescale", help=HELP, description=HELP + " (no annotation "
                               "needed: the slices' spacing is the ruler; 3 stacks suffice)")
     p.add_argument("model", type=Path, help="model file (.zfm)")
-    p.add_argument("stacks", metavar="STACK", nargs="+",
+    p.add_argument("stacks", metavar="STACK", nargs="*",
                    help="z-stack TIFF or folder of 2-D slices, spanning focus +/- 8 um or more")
+    p.add_argument("--condenser-na", type=_args.CONDENSER_NA, default=None, metavar="NA",
+                   help="instead of stacks: the microscope's condenser aperture, for a model "
+                        "trained with --reference-condenser-na")
     _args.add_model_copy_arguments(p, "rescaled")
     p.add_argument("--z-step", type=_args.Z_STEP, default=None, metavar="UM",
                    help="override the stacks' z-step (um)")
@@ -52,8 +62,14 @@ def run(args: argparse.Namespace) -> int:
     from napari_zfocus.model.io import save_rescaled_copy
     from napari_zfocus.outputs import check_model_copy
 
+    if bool(args.stacks) == (args.condenser_na is not None):
+        raise ZFocusError("give z-stacks (STACK ...) to measure the scale from, or "
+                          "--condenser-na for a model trained with --reference-condenser-na "
+                          "(not both)")
     check_model_copy(args.out, overwrite=args.overwrite)
     predictor = Predictor.from_file(args.model, device=args.device)
+    if args.condenser_na is not None:
+        return _rescale_to_aperture(args, predictor)
     # Every stack is opened (and its metadata checked) before any is read.
     stacks = [read_stack(s, z_step_um=args.z_step, pixel_size_um=args.pixel_size)
               for s in args.stacks]
@@ -77,4 +93,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: the model reads {measured:.2f}x the true distance on "
           f"{fitted['stacks_fitted']} of {fitted['stacks']} stacks (per stack: {per_stack}); "
           + applied)
+    return 0
+
+
+def _rescale_to_aperture(args: argparse.Namespace, predictor: Any) -> int:
+    """``--condenser-na``: the gain from the aperture, no stack read."""
+    from napari_zfocus.model.aperture import aperture_distance_scale
+    from napari_zfocus.model.io import save_rescaled_copy
+
+    scale = aperture_distance_scale(predictor.config, args.condenser_na, args.model)
+    save_rescaled_copy(args.model, scale, args.out)
+    reference = predictor.config.reference_condenser_na
+    if args.json:
+        print(to_json_line({
+            "model": str(args.out), "gain": round(scale.gain, 4), "measured_gain": None,
+            "previous_gain": round(predictor.gain, 4), "standard_error": None,
+            "threshold": None, "applied": True, "stacks": 0, "stacks_fitted": 0,
+            "per_stack": [], "condenser_na": args.condenser_na,
+            "reference_condenser_na": reference}))
+        return 0
+    print(f"wrote {args.out}: condenser aperture {args.condenser_na:g} against the model's "
+          f"reference {reference:g}; its readings are divided by {scale.gain:.2f}")
     return 0

@@ -129,6 +129,13 @@ def _add_model_and_validation(p: argparse.ArgumentParser) -> None:
     model.add_argument("--pixel-size-um", type=_args.PIXEL_SIZE,
                        help="pixel size the network sees (feature network 0.48, compact 0.6, "
                             "paper CNN 1.2; paper 0.24)")
+    model.add_argument("--reference-condenser-na", type=_args.CONDENSER_NA, default=None,
+                       metavar="NA",
+                       help="for stacks of several condenser apertures (each stack's in "
+                            "annotations.csv's condenser_na column): the model learns "
+                            "distances as at aperture NA, so every stack teaches one scale; "
+                            "'zfocus rescale MODEL --condenser-na X' then sets a "
+                            "microscope's aperture (off: true distances, one setting)")
     model.add_argument("--field-um", type=_args.length_um(_args.FIELD_UM),
                        help="side of the field it sees, um (60)")
     model.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
@@ -201,6 +208,7 @@ def _model_config(args: argparse.Namespace, ckpt_config: Any | None, start: Any 
         "field_um": args.field_um,
         "batchnorm": args.batchnorm,
         "dropout": args.dropout,
+        "reference_condenser_na": args.reference_condenser_na,
     }
     if args.z_range is not None:
         given["z_min_um"], given["z_max_um"] = args.z_range

@@ -91,7 +91,10 @@ def describe_model(
                      if info["calibrated"] else
                      "uncalibrated (softmax mass within +/-1 bin; no OOD check)"))
     gain = (info or {}).get("distance_scale")  # load_model's: the gain, None if never measured
-    if gain == 1.0:
+    reference = getattr(config, "reference_condenser_na", None)
+    if reference is not None:
+        rows.append(("distances", _aperture_row(reference, gain)))
+    elif gain == 1.0:
         rows.append(("distances", "as trained (zfocus rescale measured no change)"))
     elif gain is not None:
         rows.append(("distances", f"rescaled: readings divided by {gain:.2f} "
@@ -101,6 +104,14 @@ def describe_model(
         version = info.get("napari_zfocus_version") or "?"
         rows.append(("file", f"written {made} by napari-zfocus {version}"))
     return rows
+
+
+def _aperture_row(reference: float, gain: float | None) -> str:
+    """The distances row of a model that reads them as at a reference aperture."""
+    head = f"as at condenser aperture {reference:g}"
+    if gain is None or gain == 1.0:
+        return head + " (zfocus rescale --condenser-na sets a microscope's)"
+    return f"{head}; on this microscope divided by {gain:.2f} (aperture {reference * gain:.2f})"
 
 
 def describe_model_text(rows: Sequence[tuple[str, str]]) -> str:

@@ -34,6 +34,7 @@ from napari_zfocus.inspection.evaluation_result import (
     write_confusion_csv,
     write_per_image_csv,
 )
+from napari_zfocus.model.aperture import predictor_at_stack_aperture
 from napari_zfocus.model.calibration import FLAG_BELOW_CONFIDENCE
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.focus_map import cancel_requested
@@ -75,6 +76,7 @@ class _Job:
     indices: list[int]
     z_um: list[float]
     path: str = ""  # the stack's file, for error messages
+    source: str = "annotations.csv"  # the annotations file, for error messages
 
 
 def _jobs(dataset: Any, config: ModelConfig) -> list[_Job]:
@@ -89,7 +91,8 @@ def _jobs(dataset: Any, config: ModelConfig) -> list[_Job]:
                 idx.append(i)
                 zs.append(float(z))
         path = dataset.stack_path(a) if hasattr(dataset, "stack_path") else a.stack
-        jobs.append(_Job(str(a.stack), a, stack, idx, zs, str(path)))
+        jobs.append(_Job(str(a.stack), a, stack, idx, zs, str(path),
+                         str(getattr(dataset, "csv_path", "annotations.csv"))))
     return jobs
 
 
@@ -176,6 +179,9 @@ def _run_cnn(
     done = 0
     yield EvalProgress("cnn", 0, total, "evaluating")
     for job in jobs:
+        # A model that reads distances as at a reference aperture reads each stack at the
+        # stack's own (annotations.csv's condenser_na), where that is given.
+        predictor = predictor_at_stack_aperture(run.predictor, job.annotation, job.source)
         per_stack_scores: dict[str, list[float]] = {name: [] for name in run.scores_fns}
         for start in range(0, len(job.indices), batch_size):
             if cancel_requested(cancel):
@@ -185,7 +191,7 @@ def _run_cnn(
             zs = job.z_um[start : start + batch_size]
             try:
                 _evaluate_chunk(
-                    run.predictor, job, chunk, zs, run.crops, run.cols, run.scores_fns,
+                    predictor, job, chunk, zs, run.crops, run.cols, run.scores_fns,
                     per_stack_scores, run.config,
                 )
             except ZFocusError as exc:

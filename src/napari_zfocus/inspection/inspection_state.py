@@ -297,20 +297,32 @@ class InspectionState:
     # -- rescale --------------------------------------------------------------------------
 
     def start_rescale(self, stacks: Sequence[str | Path], out: Path,
+                      condenser_na: float | None = None,
                       ) -> tuple[Path, list[Path], Path, threading.Event] | None:
         """``(model file, stacks, output file, cancel event)`` of a new rescale, or None
         while one runs. ``out`` must have been checked already
-        (:func:`napari_zfocus.outputs.check_model_copy`, a layer above this one).
+        (:func:`napari_zfocus.outputs.check_model_copy`, a layer above this one). With
+        ``condenser_na`` (a model trained with a reference aperture) no stack is needed.
 
         Raises
         ------
         ZFocusError
-            No model, no stack, or a stack that does not exist.
+            No model, no stack, or a stack that does not exist; both stacks and an
+            aperture, or an aperture for a model without a reference one.
         """
         if self.rescale_job.running:
             return None
         if self.model is None:
             raise ZFocusError("Load a model first.")
+        if condenser_na is not None:
+            if stacks:
+                raise ZFocusError("Give z-stacks or a condenser aperture, not both (clear "
+                                  "the stacks, or set the aperture to 'from stacks').")
+            from napari_zfocus.model.aperture import aperture_distance_scale
+
+            aperture_distance_scale(self.model.predictor.config, condenser_na,
+                                    self.model.path.name)
+            return self.model.path, [], Path(out), self.rescale_job.start()
         if not stacks:
             raise ZFocusError("Add z-stacks taken at the new setting first (no annotation "
                               "needed).")

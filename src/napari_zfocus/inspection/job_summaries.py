@@ -25,6 +25,10 @@ def rescale_summary(rescaled: Any) -> str:
     if rescaled is None:
         return "Cancelled: nothing written."
     fitted = rescaled.scale.fitted
+    if fitted.get("source") == "condenser aperture":
+        return (f"Condenser aperture {fitted['condenser_na']:g} against the model's reference "
+                f"{fitted['reference_condenser_na']:g}: readings divided by "
+                f"{rescaled.scale.gain:.2f}. Saved as {rescaled.loaded.path} and loaded.")
     head = (f"Reads {fitted['measured_gain']:.2f}x the true distance on "
             f"{fitted['stacks_fitted']} of {fitted['stacks']} stacks: ")
     what = (f"readings divided by {rescaled.scale.gain:.2f}" if fitted["applied"] else

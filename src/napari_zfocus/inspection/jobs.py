@@ -68,6 +68,23 @@ def rescale_job(
     return Rescaled(load_model_job(out), scale)
 
 
+def aperture_rescale_job(
+    predictor: Any, model_path: Path, condenser_na: float, out: Path,
+    cancel: threading.Event,
+) -> Generator[tuple[int, int], None, Rescaled | None]:
+    """Set a model trained with a reference condenser aperture to ``condenser_na`` (no
+    stack read) and write the copy; returns the rescaled model (None when cancelled)."""
+    from napari_zfocus.model.aperture import aperture_distance_scale
+    from napari_zfocus.model.io import save_rescaled_copy
+
+    yield 0, 1
+    scale = aperture_distance_scale(predictor.config, condenser_na, model_path)
+    if cancel.is_set():
+        return None
+    save_rescaled_copy(model_path, scale, out)
+    return Rescaled(load_model_job(out), scale)
+
+
 @dataclass(frozen=True)
 class Calibrated:
     """A model calibrated in a worker: the new file, loaded, and its calibration."""

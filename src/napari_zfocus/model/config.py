@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_zfocus.bounds import CONDENSER_NA
 from napari_zfocus.errors import ZFocusError
 from napari_zfocus.validation import check_choice, check_number
 
@@ -94,6 +95,8 @@ N_BINS_RANGE = (2, 2001)
 #: Convolution blocks (the paper has 2) and features per block (the paper: 32, 64).
 MAX_CONV_LAYERS = 8
 MAX_CONV_FEATURES = 2048
+#: Condenser aperture of a reference for distances (:mod:`.aperture`).
+CONDENSER_NA_RANGE = CONDENSER_NA
 #: Square kernel side (the paper: 10); also at most the input side.
 MAX_KERNEL_SIZE = 64
 #: Max-pool window and stride (the paper: 5); 1 means no pooling.
@@ -185,6 +188,11 @@ class ModelConfig:
     fc_features: int = 1024
     dropout: float = 0.5
     batchnorm: bool = False
+    #: ``None``: the network reads true distances (one microscope setting). A number: it
+    #: reads them as at this condenser aperture, each training stack's scaled by its own
+    #: aperture (:mod:`.aperture`); a :class:`~.distance_scale.DistanceScale` then gives
+    #: a microscope's.
+    reference_condenser_na: float | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -196,6 +204,8 @@ class ModelConfig:
         for name in ("kernel_size", "pool_size", "fc_features"):
             setattr(self, name, int(getattr(self, name)))
         self.batchnorm = bool(self.batchnorm)
+        if self.reference_condenser_na is not None:
+            self.reference_condenser_na = float(self.reference_condenser_na)
 
     def validate(self) -> None:
         """Raise :class:`ZFocusError` naming the first impossible or out-of-range setting.
@@ -220,6 +230,8 @@ class ModelConfig:
             raise ZFocusError(f"dropout must be in [0, 1), got {self.dropout!r}") from None
         if not isinstance(self.batchnorm, (bool, np.bool_)):
             raise ZFocusError(f"batchnorm must be true or false, got {self.batchnorm!r}")
+        if self.reference_condenser_na is not None:
+            _number(self.reference_condenser_na, "reference_condenser_na", *CONDENSER_NA_RANGE)
         if not isinstance(self.extra, dict):
             raise ZFocusError(f"extra must be a dict, got {type(self.extra).__name__}")
         self._validate_network(z_min, z_max)
@@ -338,6 +350,10 @@ class ModelConfig:
         """JSON-serialisable form."""
         d = dataclasses.asdict(self)
         d["conv_features"] = list(self.conv_features)
+        if d["reference_condenser_na"] is None:
+            # Left out, not null: the files of models that read true distances stay
+            # readable by versions that predate the setting.
+            del d["reference_condenser_na"]
         return d
 
     @classmethod

@@ -26,6 +26,7 @@ count changes only when the caller asks for it (``num_threads``), as ``zfocus be
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Generator, Sequence
@@ -205,6 +206,15 @@ class Predictor:
     def calibrated(self) -> bool:
         """Whether the model's confidence is calibrated."""
         return self.calibration is not None
+
+    def with_distance_scale(self, distance_scale: DistanceScale | None) -> Predictor:
+        """This model on another microscope setting: readings divided by ``distance_scale``'s
+        gain (``None``: as trained). The network, calibration and OOD check are shared
+        with this predictor, not copied or reloaded."""
+        other = copy.copy(self)
+        other.distance_scale = distance_scale
+        other._gain = 1.0 if distance_scale is None else distance_scale.gain
+        return other
 
     @property
     def gain(self) -> float:

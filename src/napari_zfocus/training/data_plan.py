@@ -17,12 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from napari_zfocus.errors import DatasetError, ZFocusError
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.preprocess import check_resampling, field_source_px
-from napari_zfocus.training.dataset_cache import slice_in_range, split_by_stack
+from napari_zfocus.training.dataset_cache import slice_in_range, slice_z, split_by_stack
 from napari_zfocus.training.train_config import TrainConfig
 
 __all__ = ["DataPlan", "check_dataset_fits", "plan_stacks"]
@@ -93,7 +91,7 @@ def check_dataset_fits(dataset: Any, annotations: Sequence[Any], config: ModelCo
                 f"{root}: {a.stack}: {h} x {w} px at {px:g} um/px ({h * px:.1f} x "
                 f"{w * px:.1f} um) is smaller than the model's field of {config.field_um:g} um"
             )
-        z = (np.arange(stack.n_slices) - int(a.focus_index)) * float(a.z_step_um)
+        z = slice_z(a, stack.n_slices, config, getattr(dataset, "csv_path", root))
         inside += int(slice_in_range(z, config).sum())
     if annotations and inside == 0:
         raise DatasetError(

@@ -24,6 +24,7 @@ import torch
 
 from napari_zfocus._generators import run_to_end
 from napari_zfocus.errors import DatasetError, ZFocusError
+from napari_zfocus.model.aperture import label_scale
 from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.preprocess import prepare, resample
 from napari_zfocus.training.augment import photometric as augment_photometric
@@ -40,7 +41,8 @@ class CachedStack:
     data
         float16 (Z, Y, X), each slice z-scored.
     z_um
-        float64 (Z,) defocus of every slice, um (``(i - focus_index) * z_step_um``).
+        float64 (Z,) every slice's label: its defocus in the model's units, um
+        (:func:`slice_z`).
     """
 
     name: str
@@ -101,8 +103,20 @@ def split_by_stack(
     return train, val
 
 
-def _slice_z(annotation: Any, n_slices: int) -> np.ndarray:
-    return (np.arange(n_slices) - int(annotation.focus_index)) * float(annotation.z_step_um)
+def slice_z(annotation: Any, n_slices: int, config: ModelConfig,
+            source: Any = "annotations.csv") -> np.ndarray:
+    """Every slice's label: its defocus in the model's units (um; for a model with a
+    reference condenser aperture, scaled by the stack's aperture, :mod:`~napari_zfocus.
+    model.aperture`).
+
+    Raises
+    ------
+    DatasetError
+        The model needs the stack's aperture and ``annotations.csv`` gives none.
+    """
+    scale = label_scale(config, annotation, source)
+    return ((np.arange(n_slices) - int(annotation.focus_index))
+            * float(annotation.z_step_um) * scale)
 
 
 def slice_in_range(z_um: np.ndarray, config: ModelConfig) -> np.ndarray:
@@ -141,7 +155,7 @@ def load_stack_cached(dataset: Any, annotation: Any, config: ModelConfig) -> Cac
     return CachedStack(
         name=str(annotation.stack),
         data=images.astype(np.float16),
-        z_um=_slice_z(annotation, raw.shape[0]),
+        z_um=slice_z(annotation, raw.shape[0], config),
     )
 
 
@@ -285,7 +299,7 @@ def iter_images_by_stack(
     pairs = []
     for k, a in enumerate(annotations):
         stack = dataset.open_stack(a)
-        z = _slice_z(a, stack.n_slices)
+        z = slice_z(a, stack.n_slices, config)
         for idx in np.flatnonzero(slice_in_range(z, config)):
             pairs.append((a, stack, int(idx), float(z[idx]), k))
     if len(pairs) > max_images > 0:
