@@ -294,7 +294,7 @@ def test_non_model_output_is_refused_with_a_notification(
 
 def test_several_apertures_set_the_reference_and_a_start_model_shows_its_own(
         make_napari_viewer, tmp_path):
-    """The 'apertures' row is the CLI's --reference-condenser-na: off by default (true
+    """The 'condenser' row is the CLI's --reference-condenser-na: off by default (true
     distances); a start model's reference is shown and locked like its other settings."""
     import torch
 

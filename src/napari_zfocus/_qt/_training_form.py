@@ -142,7 +142,7 @@ class TrainingForm:
         zrow.addWidget(self.zmax_spin)
         form.addRow("z range", zrow)
         form.addRow(self.batchnorm_box)
-        form.addRow("apertures", self._aperture_row())
+        form.addRow("condenser", self._aperture_row())
         self._set_architecture(start.architecture)
         self.network_combo.currentIndexChanged.connect(self._on_network_changed)
         return box
@@ -154,7 +154,7 @@ class TrainingForm:
                "this aperture, so every stack teaches one scale; the inspection dock's "
                "Rescale tab (or 'zfocus rescale --condenser-na') then sets a microscope's. "
                "Off: true distances, for stacks of one setting.")
-        self.aperture_box = QCheckBox("several, read as at")
+        self.aperture_box = QCheckBox("several apertures: read as at NA")
         self.aperture_box.setToolTip(tip)
         self.aperture_spin = float_spin(0.01, 1.6, 0.4, step=0.05, decimals=2, tooltip=tip)
         self.aperture_box.toggled.connect(lambda _on: self.lock_network())
