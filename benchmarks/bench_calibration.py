@@ -132,6 +132,8 @@ def calibrate(model: Path, datasets: list[Path], out: Path) -> dict[str, Any]:
 def predict_world(predictor: Any, datasets: list[Path]) -> dict[str, np.ndarray]:
     """Every in-range slice of every stack: error, both confidences, OOD and flag."""
     from napari_zfocus.data import read_dataset
+    from napari_zfocus.errors import DatasetError
+    from napari_zfocus.model.aperture import predictor_at_stack_aperture
     from napari_zfocus.model.readout import readout
 
     cfg = predictor.config
@@ -143,7 +145,13 @@ def predict_world(predictor: Any, datasets: list[Path]) -> dict[str, np.ndarray]
             stack = dataset.open_stack(a)
             idx = [i for i in range(stack.n_slices)
                    if cfg.z_min_um <= (i - a.focus_index) * a.z_step_um <= cfg.z_max_um]
-            preds = predictor.predict_batch([stack.slice(i) for i in idx], a.pixel_size_um)
+            # A model trained with --reference-condenser-na reads each stack at its aperture;
+            # one it cannot be set to (gain outside GAIN_RANGE) is read as the model reads.
+            try:
+                on_scope = predictor_at_stack_aperture(predictor, a, dataset.csv_path)
+            except DatasetError:
+                on_scope = predictor
+            preds = on_scope.predict_batch([stack.slice(i) for i in idx], a.pixel_size_um)
             raw = readout(np.stack([p.softmax for p in preds]), cfg.bin_centres_um)
             for i, p, c in zip(idx, preds, raw.confidence, strict=True):
                 cols["err"].append(p.z_um - (i - a.focus_index) * a.z_step_um)

@@ -93,5 +93,6 @@ def test_the_reference_survives_the_model_file_and_a_stack_is_read_at_its_apertu
     plain = predictor.with_distance_scale(None)
     plain.config = ModelConfig(**TINY)
     assert predictor_at_stack_aperture(plain, _annotation("0.5")) is plain
-    with pytest.raises(DatasetError, match="s7.tif: .*condenser aperture 0.95 is"):
-        predictor_at_stack_aperture(predictor, _annotation("0.95"))
+    with pytest.raises(DatasetError, match="^d/annotations.csv: s7.tif: condenser aperture "
+                                           "0.95 is 2.37x its reference 0.4"):
+        predictor_at_stack_aperture(predictor, _annotation("0.95"), "d/annotations.csv")

@@ -130,7 +130,7 @@ def predictor_at_stack_aperture(predictor: Any, annotation: Any,
     if na is None:
         return predictor
     try:
-        scale = aperture_distance_scale(config, na, source)
+        scale = aperture_distance_scale(config, na, f"{source}: {annotation.stack}")
     except ZFocusError as exc:
-        raise DatasetError(f"{annotation.stack}: {exc}") from None
+        raise DatasetError(str(exc)) from None
     return predictor.with_distance_scale(scale)
