@@ -77,8 +77,8 @@ def label_scale(config: ModelConfig, annotation: Any, source: Any = "annotations
         raise DatasetError(
             f"{source}: {annotation.stack}: no {CONDENSER_NA_COLUMN}; the model reads "
             f"distances as at condenser aperture {reference:g}, so every stack needs its "
-            f"aperture (a {CONDENSER_NA_COLUMN} column), or train without "
-            "--reference-condenser-na"
+            f"aperture in a {CONDENSER_NA_COLUMN} column (a model of true distances needs "
+            "none: train one from scratch without --reference-condenser-na)"
         )
     return na / reference
 
