@@ -117,6 +117,19 @@ def test_evaluation_reads_each_stack_at_its_own_aperture(data, tmp_path) -> None
         assert np.allclose(rows["z_true_um"][mine], np.arange(11) - 5.0)  # true distances
 
 
+def test_an_aperture_the_model_cannot_read_is_refused_before_any_image(data, tmp_path) -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(**LEARNABLE, reference_condenser_na=0.4)
+    predictor = Predictor.from_file(save_model(tmp_path / "ref.zfm", build_network(config),
+                                               config))
+    folder = with_apertures(write_defocus_dataset(tmp_path / "far", 3), ["0.4", "0.5", "0.95"])
+    events: list = []
+    with pytest.raises(DatasetError, match=r"annotations.csv: d02.tif: condenser aperture "
+                                           r"0.95 is 2.37x its reference 0.4"):
+        evaluate(predictor, read_dataset(folder), progress=events.append)
+    assert events == []  # checked before the first stack was read
+
+
 def test_rescale_sets_a_referenced_model_to_an_aperture_without_stacks(data, tmp_path, capsys):
     torch.manual_seed(0)
     config = ModelConfig(**LEARNABLE, reference_condenser_na=0.4)

@@ -144,9 +144,14 @@ def iter_evaluate(
         raise ZFocusError(f"crops must be 'centre' or 'tiles', got {crops!r}")
     config: ModelConfig = predictor.config
     jobs = _jobs(dataset, config)
+    # A model that reads distances as at a reference aperture reads each stack at the
+    # stack's own (annotations.csv's condenser_na), where that is given: every stack's is
+    # checked here, before the first image is read.
+    predictors = [predictor_at_stack_aperture(predictor, job.annotation, job.source)
+                  for job in jobs]
     scores_fns = (score_functions or focus_score_functions()) if baselines else {}
     run = _Run(predictor, config, crops, scores_fns)
-    yield from _run_cnn(run, jobs, batch_size, cancel)
+    yield from _run_cnn(run, jobs, predictors, batch_size, cancel)
     per_image = {k: np.asarray(v) for k, v in run.cols.items()}
     result = summarise(per_image, config, run.cancelled)
     if scores_fns and not run.cancelled:
@@ -171,17 +176,15 @@ class _Run:
 
 
 def _run_cnn(
-    run: _Run, jobs: list[_Job], batch_size: int, cancel: Any
+    run: _Run, jobs: list[_Job], predictors: list[Any], batch_size: int, cancel: Any
 ) -> Generator[EvalProgress, None, None]:
-    """Predict every test image, batch by batch; stop early when ``cancel`` is set."""
+    """Predict every test image, batch by batch (each job with its predictor); stop early
+    when ``cancel`` is set."""
     total = sum(len(j.indices) for j in jobs)
     run.stack_scores = {name: [] for name in run.scores_fns}
     done = 0
     yield EvalProgress("cnn", 0, total, "evaluating")
-    for job in jobs:
-        # A model that reads distances as at a reference aperture reads each stack at the
-        # stack's own (annotations.csv's condenser_na), where that is given.
-        predictor = predictor_at_stack_aperture(run.predictor, job.annotation, job.source)
+    for job, predictor in zip(jobs, predictors, strict=True):
         per_stack_scores: dict[str, list[float]] = {name: [] for name in run.scores_fns}
         for start in range(0, len(job.indices), batch_size):
             if cancel_requested(cancel):

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from napari_zfocus.bounds import CONDENSER_NA
 from napari_zfocus.errors import DatasetError, ZFocusError
-from napari_zfocus.model.config import CONDENSER_NA_RANGE, ModelConfig
+from napari_zfocus.model.config import ModelConfig
 from napari_zfocus.model.distance_scale import GAIN_RANGE, DistanceScale
 from napari_zfocus.validation import check_number
 
@@ -43,20 +44,19 @@ def stack_condenser_na(annotation: Any, source: Any = "annotations.csv") -> floa
     Raises
     ------
     DatasetError
-        The value is not a number in :data:`~.config.CONDENSER_NA_RANGE`, naming
+        The value is not a number in :data:`napari_zfocus.bounds.CONDENSER_NA`, naming
         ``source`` and the stack.
     """
     text = str(getattr(annotation, "extra", {}).get(CONDENSER_NA_COLUMN, "")).strip()
     if not text:
         return None
     try:
-        value = float(text)
-        return float(check_number(value, CONDENSER_NA_COLUMN, lo=CONDENSER_NA_RANGE[0],
-                                  hi=CONDENSER_NA_RANGE[1]))
-    except (ValueError, ZFocusError):
+        return float(check_number(text, CONDENSER_NA_COLUMN, lo=CONDENSER_NA[0],
+                                  hi=CONDENSER_NA[1]))
+    except ZFocusError:
         raise DatasetError(
             f"{source}: {annotation.stack}: {CONDENSER_NA_COLUMN} {text!r} is not a condenser "
-            f"aperture (a number in {CONDENSER_NA_RANGE[0]:g}..{CONDENSER_NA_RANGE[1]:g})"
+            f"aperture (a number in {CONDENSER_NA[0]:g}..{CONDENSER_NA[1]:g})"
         ) from None
 
 
@@ -100,8 +100,8 @@ def aperture_distance_scale(config: ModelConfig, condenser_na: float,
             "(--reference-condenser-na), so an aperture cannot set its scale; rescale it "
             "from z-stacks of the microscope instead"
         )
-    na = float(check_number(condenser_na, "condenser aperture", lo=CONDENSER_NA_RANGE[0],
-                            hi=CONDENSER_NA_RANGE[1]))
+    na = float(check_number(condenser_na, "condenser aperture", lo=CONDENSER_NA[0],
+                            hi=CONDENSER_NA[1]))
     gain = na / reference
     if not GAIN_RANGE[0] <= gain <= GAIN_RANGE[1]:
         raise ZFocusError(

@@ -95,8 +95,6 @@ N_BINS_RANGE = (2, 2001)
 #: Convolution blocks (the paper has 2) and features per block (the paper: 32, 64).
 MAX_CONV_LAYERS = 8
 MAX_CONV_FEATURES = 2048
-#: Condenser aperture of a reference for distances (:mod:`.aperture`).
-CONDENSER_NA_RANGE = CONDENSER_NA
 #: Square kernel side (the paper: 10); also at most the input side.
 MAX_KERNEL_SIZE = 64
 #: Max-pool window and stride (the paper: 5); 1 means no pooling.
@@ -231,7 +229,7 @@ class ModelConfig:
         if not isinstance(self.batchnorm, (bool, np.bool_)):
             raise ZFocusError(f"batchnorm must be true or false, got {self.batchnorm!r}")
         if self.reference_condenser_na is not None:
-            _number(self.reference_condenser_na, "reference_condenser_na", *CONDENSER_NA_RANGE)
+            _number(self.reference_condenser_na, "reference_condenser_na", *CONDENSER_NA)
         if not isinstance(self.extra, dict):
             raise ZFocusError(f"extra must be a dict, got {type(self.extra).__name__}")
         self._validate_network(z_min, z_max)
